@@ -255,12 +255,12 @@ func TestEnvOverrideCannotCreateSources(t *testing.T) {
 }
 
 func TestEnvProblemsNeverQuoteUnknownValues(t *testing.T) {
-	const secret = "tok-8f3a9c"
-	_, err := Load(examplePath, []string{"SECONDLOOK_FETCH_TOKN=" + secret, "SECONDLOOK_SOURCES_X_AUTH_CLIENT_SECRET=" + secret})
+	const value = "tok-8f3a9c"
+	_, err := Load(examplePath, []string{"SECONDLOOK_FETCH_TOKN=" + value, "SECONDLOOK_SOURCES_X_AUTH_CLIENT_SECRET=" + value})
 	if err == nil {
 		t.Fatal("Load succeeded; want unknown-variable errors")
 	}
-	if strings.Contains(err.Error(), secret) {
+	if strings.Contains(err.Error(), value) {
 		t.Errorf("error quotes a variable's value: %v", err)
 	}
 }

@@ -15,7 +15,7 @@ func TestValidate(t *testing.T) {
 		sm  = "sources[st-mary]."
 		hie = "sources[on-hie]."
 	)
-	literalSecret := `must be a reference "env:NAME" or "file:/absolute/path", not a literal secret`
+	refSyntaxMsg := `must be a reference "env:NAME" or "file:/absolute/path", not a literal secret`
 	httpsOnly := "must use https unless the host is loopback (127.0.0.0/8, ::1, localhost) or allow_insecure_http is set"
 	tests := []struct {
 		name   string
@@ -124,7 +124,7 @@ func TestValidate(t *testing.T) {
 			c.Sources[0].Auth.ClientSecret = "hunter2"
 		}, want: []Problem{
 			{sm + "auth.method", `must be one of client_secret_basic, private_key_jwt, none; got "mtls"`},
-			{sm + "auth.client_secret", literalSecret},
+			{sm + "auth.client_secret", refSyntaxMsg},
 		}},
 		{name: "client_id missing for basic", mutate: func(c *Config) { c.Sources[0].Auth.ClientID = "" },
 			want: []Problem{{sm + "auth.client_id", `is required when method is "client_secret_basic"`}}},
@@ -158,10 +158,10 @@ func TestValidate(t *testing.T) {
 		{name: "signing_alg set for basic", mutate: func(c *Config) { c.Sources[0].Auth.SigningAlg = "RS384" },
 			want: []Problem{{sm + "auth.signing_alg", `must not be set when method is "client_secret_basic"`}}},
 		{name: "client_secret literal", mutate: func(c *Config) { c.Sources[0].Auth.ClientSecret = "hunter2" },
-			want: []Problem{{sm + "auth.client_secret", literalSecret}}},
+			want: []Problem{{sm + "auth.client_secret", refSyntaxMsg}}},
 		{name: "private_key literal PEM", mutate: func(c *Config) {
 			c.Sources[1].Auth.PrivateKey = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
-		}, want: []Problem{{hie + "auth.private_key", literalSecret}}},
+		}, want: []Problem{{hie + "auth.private_key", refSyntaxMsg}}},
 		{name: "secret env name invalid", mutate: func(c *Config) { c.Sources[0].Auth.ClientSecret = "env:1SECRET" },
 			want: []Problem{{sm + "auth.client_secret", `"env:" must be followed by an environment variable name matching [A-Za-z_][A-Za-z0-9_]*`}}},
 		{name: "secret env name empty", mutate: func(c *Config) { c.Sources[0].Auth.ClientSecret = "env:" },
@@ -169,7 +169,7 @@ func TestValidate(t *testing.T) {
 		{name: "secret file relative", mutate: func(c *Config) { c.Sources[1].Auth.PrivateKey = "file:keys/on-hie.pem" },
 			want: []Problem{{hie + "auth.private_key", `"file:" must be followed by an absolute path`}}},
 		{name: "secret scheme upper case", mutate: func(c *Config) { c.Sources[0].Auth.ClientSecret = "ENV:SECRET" },
-			want: []Problem{{sm + "auth.client_secret", literalSecret}}},
+			want: []Problem{{sm + "auth.client_secret", refSyntaxMsg}}},
 
 		// scope_dialect
 		{name: "scope dialect unknown", mutate: func(c *Config) { c.Sources[0].ScopeDialect = "v3" },

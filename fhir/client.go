@@ -304,7 +304,11 @@ func (c *Client) do(ctx context.Context, st *stats, req request, handle func(bod
 		if !retryable(err) || attempt >= c.opts.Retry.MaxAttempts || ctx.Err() != nil {
 			return unwrapRetryable(lastErr)
 		}
-		wait := c.backoff(attempt, err)
+		wait, ok := c.backoff(attempt, err)
+		if !ok {
+			// The server asked for a longer pause than this client waits: retrying sooner would ignore it.
+			return unwrapRetryable(lastErr)
+		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			// Waiting would outlive the caller's deadline: give up now with the real reason.
 			return unwrapRetryable(lastErr)
@@ -351,9 +355,10 @@ func unwrapRetryable(err error) error {
 	return err
 }
 
-// backoff returns the wait before the next attempt: exponential with full jitter, or the server's Retry-After when it
-// asks for longer, both capped at MaxDelay.
-func (c *Client) backoff(attempt int, err error) time.Duration {
+// backoff returns the wait before the next attempt: exponential with full jitter, capped at MaxDelay, or the
+// server's Retry-After when it asks for longer. It reports false when Retry-After exceeds MaxDelay: the request is
+// then not retried, and the caller sees the OutcomeError with its RetryAfter to reschedule the work.
+func (c *Client) backoff(attempt int, err error) (time.Duration, bool) {
 	ceil := c.opts.Retry.BaseDelay << (attempt - 1)
 	if ceil > c.opts.Retry.MaxDelay || ceil <= 0 {
 		ceil = c.opts.Retry.MaxDelay
@@ -362,13 +367,13 @@ func (c *Client) backoff(attempt int, err error) time.Duration {
 	var oe *OutcomeError
 	if errors.As(err, &oe) && oe.RetryAfter != "" {
 		if ra, ok := parseRetryAfter(oe.RetryAfter, time.Now()); ok && ra > wait {
+			if ra > c.opts.Retry.MaxDelay {
+				return 0, false
+			}
 			wait = ra
 		}
 	}
-	if wait > c.opts.Retry.MaxDelay {
-		wait = c.opts.Retry.MaxDelay
-	}
-	return wait
+	return wait, true
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP-date.

@@ -66,6 +66,20 @@ func TestFaults(t *testing.T) {
 			types: []string{"DiagnosticReport"},
 		},
 		{
+			name:  "Retry-After longer than the client waits is not cut short",
+			fault: sandbox.Fault{Path: "Condition", Status: 503, RetryAfter: "120"},
+			check: func(t *testing.T, h *hospital, rec *fhir.Record, err error, elapsed time.Duration) {
+				var oe *fhir.OutcomeError
+				if !errors.As(err, &oe) || oe.StatusCode != 503 || oe.RetryAfter != "120" {
+					t.Fatalf("err = %v, want the 503 with its Retry-After", err)
+				}
+				if n := h.rec.count("Condition"); n != 1 {
+					t.Errorf("Condition tried %d times, want 1: the server asked for 120 s", n)
+				}
+			},
+			types: []string{"Condition"},
+		},
+		{
 			name:  "503 retried",
 			fault: sandbox.Fault{Path: "Condition", Times: 2, Status: 503},
 			check: func(t *testing.T, h *hospital, rec *fhir.Record, err error, _ time.Duration) {

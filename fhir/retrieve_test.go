@@ -208,3 +208,36 @@ func TestUnknownPatient(t *testing.T) {
 		t.Errorf("error names the patient id: %v", err)
 	}
 }
+
+// TestDeadlineAndRateLimit checks that the caller's deadline bounds a retrieval even while the server asks for
+// retries, and that the rate limit spaces requests out.
+func TestDeadlineAndRateLimit(t *testing.T) {
+	h := newHospital(t, nil)
+	h.site.Faults().Add(sandbox.Fault{Path: "Condition", Status: 429, RetryAfter: "1"})
+	c := h.client(t, func(o *fhir.Options) { o.Retry.MaxAttempts = 10 })
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Retrieve(ctx, fhir.Query{PatientID: "0ce18c7d-fd78-46d9-81b5-8bed231c337a", Types: []string{"Condition"}})
+	if err == nil {
+		t.Fatal("no error under a permanent 429")
+	}
+	if el := time.Since(start); el > 1600*time.Millisecond {
+		t.Errorf("returned after %s; the deadline was 1.5 s", el)
+	}
+	if n := h.rec.count("Condition"); n != 2 {
+		t.Errorf("%d Condition requests within a 1.5 s deadline and Retry-After 1, want 2", n)
+	}
+
+	// 10 requests a second with no burst: n requests take at least (n-1)/10 s.
+	h = newHospital(t, nil)
+	c = h.client(t, func(o *fhir.Options) { o.RateLimit = 10; o.RateBurst = 1 })
+	start = time.Now()
+	rec, err := c.Retrieve(context.Background(), fhir.Query{PatientID: "0ce18c7d-fd78-46d9-81b5-8bed231c337a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if min := time.Duration(rec.Stats.Requests-1) * 100 * time.Millisecond; time.Since(start) < min {
+		t.Errorf("%d requests in %s at 10/s", rec.Stats.Requests, time.Since(start))
+	}
+}
