@@ -90,6 +90,32 @@ func TestMetadataIsTruthful(t *testing.T) {
 		t.Errorf("advertised types (-want +got):\n%s", diff)
 	}
 
+	// The core types advertise exactly the parameters the sandbox promises, no more.
+	wantParams := map[string][]string{
+		"Patient":           {"_id", "identifier", "name", "birthdate"},
+		"DiagnosticReport":  {"_id", "patient", "subject", "category", "code", "date"},
+		"Observation":       {"_id", "patient", "subject", "category", "code", "date"},
+		"ImagingStudy":      {"_id", "patient", "subject", "started", "modality"},
+		"Condition":         {"_id", "patient", "subject", "category", "code", "onset-date", "recorded-date"},
+		"DocumentReference": {"_id", "patient", "subject", "category", "type", "date"},
+		"Encounter":         {"_id", "patient", "subject", "date", "type"},
+		"Claim":             {"_id", "patient"},
+		"Organization":      {"_id"},
+	}
+	for _, res := range cs.Rest[0].Resource {
+		want, ok := wantParams[res.Type]
+		if !ok {
+			continue
+		}
+		var got []string
+		for _, p := range res.SearchParam {
+			got = append(got, p.Name)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s search parameters (-want +got):\n%s", res.Type, diff)
+		}
+	}
+
 	strict := http.Header{"Prefer": {"handling=strict"}}
 	sample := map[string]string{
 		"token":     "http://loinc.org|8302-2",

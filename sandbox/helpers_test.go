@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
 // syntheaDir holds the 13 shared Synthea bundles (11 patients and the two information bundles).
@@ -203,6 +205,9 @@ func decodeSearchset(t testing.TB, r httpResult) *searchset {
 	if ct := r.header.Get("Content-Type"); ct != fhirJSON {
 		t.Fatalf("Content-Type %q, want %q", ct, fhirJSON)
 	}
+	if _, err := fhir.UnmarshalBundle(r.body); err != nil {
+		t.Fatalf("searchset is not a valid Bundle: %v", err)
+	}
 	var b searchset
 	if err := json.Unmarshal(r.body, &b); err != nil {
 		t.Fatalf("decode searchset: %v", err)
@@ -265,6 +270,9 @@ func operationOutcomeCode(t testing.TB, r httpResult) string {
 	}
 	if err := json.Unmarshal(r.body, &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 {
 		t.Fatalf("want an OperationOutcome, got %.300s (%v)", r.body, err)
+	}
+	if _, err := fhir.UnmarshalOperationOutcome(r.body); err != nil {
+		t.Errorf("not a valid OperationOutcome: %v", err)
 	}
 	if ct := r.header.Get("Content-Type"); ct != fhirJSON {
 		t.Errorf("OperationOutcome Content-Type %q, want %q", ct, fhirJSON)
