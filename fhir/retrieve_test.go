@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +240,54 @@ func TestDeadlineAndRateLimit(t *testing.T) {
 	}
 	if min := time.Duration(rec.Stats.Requests-1) * 100 * time.Millisecond; time.Since(start) < min {
 		t.Errorf("%d requests in %s at 10/s", rec.Stats.Requests, time.Since(start))
+	}
+}
+
+// TestRetrieveSince checks the look-back period: reports dated before Since are not retrieved, Conditions all are.
+func TestRetrieveSince(t *testing.T) {
+	h := newHospital(t, nil)
+	c := h.client(t, nil)
+	since := time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC)
+	rec, err := c.Retrieve(context.Background(), fhir.Query{PatientID: todd, Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct {
+		Entry []struct {
+			Resource struct {
+				ResourceType      string `json:"resourceType"`
+				ID                string `json:"id"`
+				EffectiveDateTime string `json:"effectiveDateTime"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	raw, err := os.ReadFile(syntheaDir + "/Todd315_Stamm704_0ce18c7d-fd78-46d9-81b5-8bed231c337a.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &b); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, e := range b.Entry {
+		if e.Resource.ResourceType != "DiagnosticReport" {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339, e.Resource.EffectiveDateTime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !at.Before(since) {
+			want[e.Resource.ID] = true
+		}
+	}
+	if len(want) == 0 || len(want) == 19 {
+		t.Fatalf("test data: %d of 19 reports after %s; pick another date", len(want), since)
+	}
+	if diff := cmp.Diff(want, ids(rec.Resources["DiagnosticReport"])); diff != "" {
+		t.Errorf("reports since %s (-want +got):\n%s", since.Format("2006-01-02"), diff)
+	}
+	if n := len(rec.Resources["Condition"]); n != 6 {
+		t.Errorf("%d Conditions, want all 6", n)
 	}
 }
