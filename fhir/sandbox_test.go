@@ -144,7 +144,7 @@ func expectations(t testing.TB) []expected {
 			var r struct {
 				ResourceType string `json:"resourceType"`
 				ID           string `json:"id"`
-				Result []struct {
+				Result       []struct {
 					Reference string `json:"reference"`
 				} `json:"result"`
 				PresentedForm []json.RawMessage `json:"presentedForm"`
