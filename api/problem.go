@@ -1,0 +1,90 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Problem is an RFC 9457 problem details object. Title and Detail are written for the caller and never carry PHI,
+// tokens or upstream text.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	// Errors lists individual problems with the request (a field and what is wrong with it), when there are several.
+	Errors []FieldProblem `json:"errors,omitempty"`
+}
+
+// FieldProblem names one invalid part of a request.
+type FieldProblem struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (p *Problem) Error() string { return p.Title + ": " + p.Detail }
+
+// problemf builds a Problem for status with a caller-facing detail.
+func problemf(status int, detail string) *Problem {
+	return &Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail}
+}
+
+// errorHandler is the one place where an error becomes an HTTP status and body. Known error values map to their
+// status; anything else is a 500 whose details go to the log (errors in this code base carry no PHI) and whose
+// body says only that something went wrong.
+func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		p := toProblem(err)
+		if p.Status >= 500 {
+			logger.LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
+				slog.String("route", c.Path()), slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
+				slog.String("error", err.Error()))
+		}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(p.Status)
+			return
+		}
+		body, merr := json.Marshal(p)
+		if merr != nil {
+			body = []byte(`{"type":"about:blank","title":"Internal Server Error","status":500}`)
+		}
+		c.Response().Header().Set("Cache-Control", "no-store")
+		_ = c.Blob(p.Status, "application/problem+json", body)
+	}
+}
+
+func toProblem(err error) *Problem {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		detail := ""
+		switch he.Code {
+		case http.StatusNotFound:
+			detail = "There is nothing at this address."
+		case http.StatusMethodNotAllowed:
+			detail = "This address does not accept that method."
+		case http.StatusRequestEntityTooLarge:
+			detail = "The request body is larger than this endpoint accepts."
+		case http.StatusUnsupportedMediaType:
+			detail = "The request body's content type is not accepted here."
+		case http.StatusServiceUnavailable:
+			detail = "The request took too long; try again."
+		}
+		return problemf(he.Code, detail)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return problemf(http.StatusServiceUnavailable, "The request took too long; try again.")
+	}
+	return problemf(http.StatusInternalServerError, "Something went wrong on our side. It has been logged.")
+}

@@ -1,0 +1,168 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+)
+
+// Config holds what the HTTP edge needs from outside. Handlers' own dependencies live on the handlers.
+type Config struct {
+	Logger *slog.Logger
+	// BodyLimit bounds every request body, e.g. "1M". Default 1M.
+	BodyLimit string
+	// RequestTimeout bounds each request's context. Default 30s.
+	RequestTimeout time.Duration
+	// Ready reports whether the gateway can serve (Redis reachable, keys loaded). Nil means always ready.
+	Ready func(ctx context.Context) error
+	// JWKS returns the gateway's public keys, served at /.well-known/jwks.json.
+	JWKS func() ([]byte, error)
+}
+
+// mounter is a handler that adds its own routes.
+type mounter interface {
+	mount(e *echo.Echo)
+}
+
+// Server is the gateway's HTTP handler.
+type Server struct {
+	e *echo.Echo
+}
+
+// New builds the gateway's HTTP handler with its middleware, error handler and the routes of every handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BodyLimit == "" {
+		cfg.BodyLimit = "1M"
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.Use(
+		securityHeaders(),
+		middleware.RequestID(),
+		requestLogger(cfg.Logger),
+		middleware.RecoverWithConfig(middleware.RecoverConfig{
+			DisableStackAll: true, DisablePrintStack: true,
+			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+				// The panic value may hold request data: log only that a panic happened, and where (route).
+				cfg.Logger.LogAttrs(c.Request().Context(), slog.LevelError, "handler panicked", slog.String("route", c.Path()))
+				return problemf(http.StatusInternalServerError, "Something went wrong on our side. It has been logged.")
+			},
+		}),
+		middleware.BodyLimit(cfg.BodyLimit),
+		middleware.ContextTimeout(cfg.RequestTimeout),
+	)
+	for _, m := range []mounter{
+		health{ready: cfg.Ready},
+		wellKnown{jwks: cfg.JWKS},
+	} {
+		m.mount(e)
+	}
+	return &Server{e: e}, nil
+}
+
+// ServeHTTP serves a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
+
+// requestLogger writes one structured line per request: method, route pattern (never the raw path or query, which
+// carry ids), status, latency and request id.
+func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogMethod: true, LogRoutePath: true, LogStatus: true, LogLatency: true, LogRequestID: true, LogError: true,
+		HandleError: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			attrs := []slog.Attr{
+				slog.String("method", v.Method), slog.String("route", v.RoutePath), slog.Int("status", v.Status),
+				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID),
+			}
+			level := slog.LevelInfo
+			if v.Status >= 500 {
+				level = slog.LevelError
+			}
+			logger.LogAttrs(c.Request().Context(), level, "http request", attrs...)
+			return nil
+		},
+	})
+}
+
+// securityHeaders sets the headers every response carries. The Content-Security-Policy allows nothing from other
+// origins: pages use only their own stylesheet and no script.
+func securityHeaders() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Response().Header()
+			h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+			h.Set("X-Content-Type-Options", "nosniff")
+			h.Set("X-Frame-Options", "DENY")
+			h.Set("Referrer-Policy", "no-referrer")
+			h.Set("Cross-Origin-Opener-Policy", "same-origin")
+			h.Set("Cross-Origin-Resource-Policy", "same-origin")
+			h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+			if c.Request().TLS != nil {
+				h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+			}
+			return next(c)
+		}
+	}
+}
+
+// health serves liveness and readiness.
+type health struct {
+	ready func(ctx context.Context) error
+}
+
+func (h health) mount(e *echo.Echo) {
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/readyz", func(c echo.Context) error {
+		if h.ready != nil {
+			if err := h.ready(c.Request().Context()); err != nil {
+				return problemf(http.StatusServiceUnavailable, "Not ready: "+readyReason(err))
+			}
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	})
+}
+
+// readyReason keeps readiness failures short and free of connection strings: an error may name its component.
+func readyReason(err error) string {
+	var c interface{ Component() string }
+	if errors.As(err, &c) {
+		return c.Component() + " unavailable"
+	}
+	return "a dependency is unavailable"
+}
+
+// wellKnown serves the gateway's public keys, so sources can verify its private_key_jwt client assertions and
+// providers its packet signatures.
+type wellKnown struct {
+	jwks func() ([]byte, error)
+}
+
+func (w wellKnown) mount(e *echo.Echo) {
+	if w.jwks == nil {
+		return
+	}
+	e.GET("/.well-known/jwks.json", func(c echo.Context) error {
+		b, err := w.jwks()
+		if err != nil {
+			return fmt.Errorf("serve jwks: %w", err)
+		}
+		c.Response().Header().Set("Cache-Control", "public, max-age=300")
+		return c.Blob(http.StatusOK, "application/jwk-set+json", b)
+	})
+}

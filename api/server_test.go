@@ -1,0 +1,143 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+)
+
+
+func newTestServer(t *testing.T, update func(*Config), routes func(e *echo.Echo)) (*httptest.Server, *bytes.Buffer) {
+	t.Helper()
+	var logs bytes.Buffer
+	cfg := Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), BodyLimit: "1K"}
+	if update != nil {
+		update(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if routes != nil {
+		routes(s.e)
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return srv, &logs
+}
+
+func readProblem(t *testing.T, resp *http.Response) Problem {
+	t.Helper()
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type = %q, want application/problem+json", ct)
+	}
+	var p Problem
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatalf("problem body: %v", err)
+	}
+	if p.Status != resp.StatusCode || p.Title == "" {
+		t.Errorf("problem %+v does not match status %d", p, resp.StatusCode)
+	}
+	return p
+}
+
+func TestErrorsAreProblems(t *testing.T) {
+	const secret = "Todd315-Stamm704-999-12-3456"
+	srv, logs := newTestServer(t, nil, func(e *echo.Echo) {
+		e.POST("/echo", func(c echo.Context) error {
+			b, err := io.ReadAll(c.Request().Body)
+			if err != nil {
+				return err
+			}
+			return c.Blob(http.StatusOK, "text/plain", b)
+		})
+		e.GET("/panic", func(c echo.Context) error { panic("patient " + secret) })
+		e.GET("/fail", func(c echo.Context) error { return errors.New("store unreachable") })
+	})
+	tests := []struct {
+		method, path string
+		body         string
+		status       int
+	}{
+		{"GET", "/nowhere?patient=" + secret, "", 404},
+		{"DELETE", "/healthz", "", 405},
+		{"POST", "/echo", strings.Repeat("x", 2048), 413},
+		{"GET", "/panic", "", 500},
+		{"GET", "/fail", "", 500},
+	}
+	for _, tc := range tests {
+		req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s %s: status %d, want %d", tc.method, tc.path, resp.StatusCode, tc.status)
+		}
+		p := readProblem(t, resp)
+		if strings.Contains(p.Detail+p.Title, secret) || strings.Contains(p.Detail, "goroutine") || strings.Contains(p.Detail, "unreachable") {
+			t.Errorf("%s %s: problem leaks internals: %+v", tc.method, tc.path, p)
+		}
+		for _, h := range []string{"Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"} {
+			if resp.Header.Get(h) == "" {
+				t.Errorf("%s %s: no %s header", tc.method, tc.path, h)
+			}
+		}
+	}
+	if strings.Contains(logs.String(), secret) {
+		t.Errorf("log carries request data:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "store unreachable") {
+		t.Errorf("the 500's cause was not logged server-side:\n%s", logs.String())
+	}
+}
+
+type component string
+
+func (c component) Error() string     { return "dial redis://user:pw@10.0.0.1: refused" }
+func (c component) Component() string { return string(c) }
+
+func TestHealth(t *testing.T) {
+	var failing error
+	srv, _ := newTestServer(t, func(c *Config) {
+		c.Ready = func(context.Context) error { return failing }
+		c.JWKS = func() ([]byte, error) { return []byte(`{"keys":[]}`), nil }
+	}, nil)
+	for _, tc := range []struct {
+		path   string
+		err    error
+		status int
+	}{
+		{"/healthz", nil, 200},
+		{"/readyz", nil, 200},
+		{"/readyz", component("redis"), 503},
+		{"/.well-known/jwks.json", nil, 200},
+	} {
+		failing = tc.err
+		resp, err := http.Get(srv.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: %d, want %d", tc.path, resp.StatusCode, tc.status)
+		}
+		if strings.Contains(string(body), "pw@") {
+			t.Errorf("%s leaks a connection string: %s", tc.path, body)
+		}
+		if tc.status == 503 && !strings.Contains(string(body), "redis unavailable") {
+			t.Errorf("%s: %s", tc.path, body)
+		}
+	}
+}
