@@ -15,7 +15,6 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-
 func newTestServer(t *testing.T, update func(*Config), routes func(e *echo.Echo)) (*httptest.Server, *bytes.Buffer) {
 	t.Helper()
 	var logs bytes.Buffer
