@@ -67,6 +67,7 @@ func New(cfg Config) (*Server, error) {
 	)
 	for _, m := range []mounter{
 		health{ready: cfg.Ready},
+		static{},
 		wellKnown{jwks: cfg.JWKS},
 	} {
 		m.mount(e)
