@@ -132,8 +132,12 @@ func (l localizer) Date(t time.Time) string {
 
 const langCookie = "lang"
 
-// negotiate picks the page language: an explicit choice (cookie), else the browser's Accept-Language, else English.
+// negotiate picks the page language: an explicit choice (?lang=, remembered in a cookie), else the browser's Accept-Language, else English.
 func negotiate(c echo.Context) localizer {
+	if q := c.QueryParam("lang"); supported(q) {
+		setLanguage(c, q)
+		return localizer{Lang: q}
+	}
 	if ck, err := c.Cookie(langCookie); err == nil && supported(ck.Value) {
 		return localizer{Lang: ck.Value}
 	}

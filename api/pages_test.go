@@ -29,14 +29,19 @@ func TestCatalogComplete(t *testing.T) {
 func TestNegotiate(t *testing.T) {
 	for _, tc := range []struct{ header, cookie, want string }{
 		{"", "", "en"},
+		{"?lang=fr", "en", "fr"},
 		{"fr-CA,fr;q=0.9,en;q=0.8", "", "fr"},
 		{"en-US,en;q=0.9,fr;q=0.8", "", "en"},
 		{"de-DE,fr;q=0.5", "", "fr"},
 		{"fr-CA", "en", "en"},
 		{"fr", "xx", "fr"},
 	} {
-		req := httptest.NewRequest("GET", "/", nil)
-		req.Header.Set("Accept-Language", tc.header)
+		target, header := "/", tc.header
+		if strings.HasPrefix(header, "?") {
+			target, header = "/"+header, ""
+		}
+		req := httptest.NewRequest("GET", target, nil)
+		req.Header.Set("Accept-Language", header)
 		if tc.cookie != "" {
 			req.AddCookie(&http.Cookie{Name: langCookie, Value: tc.cookie})
 		}
