@@ -257,8 +257,9 @@ type request struct {
 	maxBody int64
 }
 
-// stats is shared by all requests of one retrieval.
+// stats is shared by all requests of one retrieval, with the retrieval's token source when it has its own.
 type stats struct {
+	tokens   TokenSource
 	mu       sync.Mutex
 	requests int
 	retries  int
@@ -420,8 +421,12 @@ func (c *Client) attempt(ctx context.Context, st *stats, req request, isRetry bo
 	hreq.Header.Set("Accept", req.accept)
 	hreq.Header.Set("User-Agent", c.opts.UserAgent)
 	var token string
-	if c.tokens != nil {
-		token, err = c.tokens.Token(ctx)
+	tokens := c.tokens
+	if st.tokens != nil {
+		tokens = st.tokens
+	}
+	if tokens != nil {
+		token, err = tokens.Token(ctx)
 		if err != nil {
 			return fmt.Errorf("%s: get token: %w", req.op, err)
 		}
@@ -443,7 +448,7 @@ func (c *Client) attempt(ctx context.Context, st *stats, req request, isRetry bo
 
 	body := &limitedBody{r: resp.Body, remaining: req.maxBody, op: req.op, limit: req.maxBody, st: st}
 	if resp.StatusCode == http.StatusUnauthorized && !*refreshed {
-		if r, ok := c.tokens.(Refresher); ok && token != "" {
+		if r, ok := tokens.(Refresher); ok && token != "" {
 			*refreshed = true
 			if _, err := r.Refresh(ctx, token); err != nil {
 				return fmt.Errorf("%s: refresh token after 401: %w", req.op, err)

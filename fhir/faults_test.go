@@ -417,6 +417,20 @@ func TestTokens(t *testing.T) {
 	if ts.refreshes != 1 {
 		t.Errorf("refreshes = %d, want 1", ts.refreshes)
 	}
+	// A retrieval's own token source takes precedence over the client's.
+	own := &refreshingToken{token: "new"}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c2, err := fhir.NewClient(fhir.Options{BaseURL: srv.URL + "/hospital/fhir", Tokens: &refreshingToken{token: "wrong"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Retrieve(ctx, fhir.Query{PatientID: todd, Types: []string{"Condition"}, Tokens: own}); err != nil {
+		t.Fatal(err)
+	}
+	if own.refreshes != 0 {
+		t.Errorf("the query's token was refreshed %d times; it was valid", own.refreshes)
+	}
 	for _, a := range h.rec.auth {
 		if a != "Bearer new" {
 			t.Errorf("request with Authorization %q", a)

@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -51,6 +52,9 @@ type Query struct {
 	// (when the server supports the date parameter). Conditions are never limited: a chronic problem recorded years
 	// ago is still the patient's problem.
 	Since time.Time
+	// Tokens, when set, authorizes this retrieval instead of Options.Tokens: one Client serves a source for every
+	// patient, each with the grant they gave.
+	Tokens TokenSource
 }
 
 // Record is one patient's records from one source.
@@ -127,7 +131,7 @@ func (c *Client) Retrieve(ctx context.Context, q Query) (*Record, error) {
 	r := &run{
 		c:         c,
 		patientID: q.PatientID,
-		st:        &stats{maxBytes: c.opts.Limits.MaxBytes},
+		st:        &stats{maxBytes: c.opts.Limits.MaxBytes, tokens: q.Tokens},
 		resources: map[string]map[string]Resource{},
 		warnings:  map[[2]string]int{},
 	}
@@ -641,4 +645,40 @@ func (r *run) finish(rec *Record) {
 	r.st.mu.Lock()
 	rec.Stats = Stats{Requests: r.st.requests, Retries: r.st.retries, Pages: r.pages, Bytes: r.st.bytes}
 	r.st.mu.Unlock()
+}
+
+// Bundle returns the record as a FHIR collection Bundle (the Patient first, then each type in turn), with each
+// resource's JSON exactly as the server sent it and fullUrl the resource's absolute URL at the source.
+func (rec *Record) Bundle(baseURL string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"resourceType":"Bundle","type":"collection","entry":[`)
+	first := true
+	add := func(r Resource) {
+		if r.Type == "" {
+			return
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		fu, _ := json.Marshal(strings.TrimRight(baseURL, "/") + "/" + r.Type + "/" + r.ID)
+		b.WriteString(`{"fullUrl":`)
+		b.Write(fu)
+		b.WriteString(`,"resource":`)
+		b.Write(r.Raw)
+		b.WriteByte('}')
+	}
+	add(rec.Patient)
+	types := make([]string, 0, len(rec.Resources))
+	for t := range rec.Resources {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	for _, t := range types {
+		for _, r := range rec.Resources[t] {
+			add(r)
+		}
+	}
+	b.WriteString("]}")
+	return b.Bytes()
 }

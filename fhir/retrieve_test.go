@@ -1,6 +1,7 @@
 package fhir_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -289,5 +290,34 @@ func TestRetrieveSince(t *testing.T) {
 	}
 	if n := len(rec.Resources["Condition"]); n != 6 {
 		t.Errorf("%d Conditions, want all 6", n)
+	}
+}
+
+func TestRecordBundle(t *testing.T) {
+	h := newHospital(t, nil)
+	c := h.client(t, nil)
+	rec, err := c.Retrieve(context.Background(), fhir.Query{PatientID: todd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct {
+		ResourceType, Type string
+		Entry              []struct {
+			FullURL  string          `json:"fullUrl"`
+			Resource json.RawMessage `json:"resource"`
+		}
+	}
+	if err := json.Unmarshal(rec.Bundle(h.base), &b); err != nil {
+		t.Fatal(err)
+	}
+	n := 1
+	for _, l := range rec.Resources {
+		n += len(l)
+	}
+	if b.ResourceType != "Bundle" || b.Type != "collection" || len(b.Entry) != n {
+		t.Fatalf("%s %s with %d entries, want %d", b.ResourceType, b.Type, len(b.Entry), n)
+	}
+	if b.Entry[0].FullURL != h.base+"/Patient/"+todd || !bytes.Equal(b.Entry[0].Resource, rec.Patient.Raw) {
+		t.Errorf("first entry %s is not the Patient as served", b.Entry[0].FullURL)
 	}
 }
