@@ -2,93 +2,30 @@ package caller_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"secondlook/caller"
+	"secondlook/caller/callertest"
 )
 
-// issuer is a minimal OpenID issuer on loopback: discovery and a JWKS whose keys the test can rotate.
-type issuer struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	keys map[string]*ecdsa.PrivateKey
-	kid  string
-}
+type claims = callertest.Claims
 
-func newIssuer(t *testing.T) *issuer {
-	is := &issuer{keys: map[string]*ecdsa.PrivateKey{}}
-	is.rotate("k1")
-	mux := http.NewServeMux()
-	is.srv = httptest.NewServer(mux)
-	t.Cleanup(is.srv.Close)
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/jwks", "token_endpoint": is.srv.URL + "/token",
-			"authorization_endpoint": is.srv.URL + "/authorize", "id_token_signing_alg_values_supported": []string{"ES256"},
-		})
-	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
-		is.mu.Lock()
-		defer is.mu.Unlock()
-		var set jose.JSONWebKeySet
-		for kid, k := range is.keys {
-			set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.Public(), KeyID: kid, Algorithm: "ES256", Use: "sig"})
-		}
-		_ = json.NewEncoder(w).Encode(set)
-	})
-	return is
-}
+type issuer struct{ *callertest.Issuer }
 
-func (is *issuer) rotate(kid string) {
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	is.mu.Lock()
-	is.keys[kid] = k
-	is.kid = kid
-	is.mu.Unlock()
-}
-
-type claims struct {
-	jwt.Claims
-	ClientID string `json:"client_id,omitempty"`
-}
+func newIssuer(t *testing.T) *issuer { return &issuer{callertest.NewIssuer(t)} }
 
 func (is *issuer) token(t *testing.T, edit func(*claims)) string {
-	is.mu.Lock()
-	key, kid := is.keys[is.kid], is.kid
-	is.mu.Unlock()
-	now := time.Now()
-	c := claims{Claims: jwt.Claims{Issuer: is.srv.URL, Subject: "ehr-st-mary", Audience: jwt.Audience{"https://gateway.example"},
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(5 * time.Minute)), ID: "j1"}, ClientID: "ehr-st-mary"}
-	if edit != nil {
-		edit(&c)
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := jwt.Signed(s).Claims(c).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
+	return is.Token(t, "ehr-st-mary", "https://gateway.example", edit)
 }
 
 func newVerifier(t *testing.T, is *issuer) *caller.Verifier {
-	v, err := caller.New([]caller.Issuer{{URL: is.srv.URL, Audience: "https://gateway.example", Clients: []caller.Client{
+	v, err := caller.New([]caller.Issuer{{URL: is.URL, Audience: "https://gateway.example", Clients: []caller.Client{
 		{ID: "ehr-st-mary", Name: "St. Mary's EHR", Kind: caller.EHR},
 		{ID: "onco", Name: "Oncology Second Opinions", Kind: caller.Provider},
 	}}}, caller.Options{})
@@ -114,7 +51,7 @@ func TestVerify(t *testing.T) {
 	}
 	unsigned := func() string {
 		h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`))
-		p := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"` + is.srv.URL + `","aud":"https://gateway.example","client_id":"ehr-st-mary","exp":9999999999}`))
+		p := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"` + is.URL + `","aud":"https://gateway.example","client_id":"ehr-st-mary","exp":9999999999}`))
 		return h + "." + p + "."
 	}()
 	for name, tc := range map[string]struct {
@@ -124,7 +61,7 @@ func TestVerify(t *testing.T) {
 		"wrong audience":      {is.token(t, func(c *claims) { c.Audience = jwt.Audience{"https://other.example"} }), caller.ErrUnauthenticated},
 		"expired":             {is.token(t, func(c *claims) { c.Expiry = jwt.NewNumericDate(time.Now().Add(-time.Minute)) }), caller.ErrUnauthenticated},
 		"untrusted issuer":    {other.token(t, nil), caller.ErrUnauthenticated},
-		"issuer claim forged": {other.token(t, func(c *claims) { c.Issuer = is.srv.URL }), caller.ErrUnauthenticated},
+		"issuer claim forged": {other.token(t, func(c *claims) { c.Issuer = is.URL }), caller.ErrUnauthenticated},
 		"alg none":            {unsigned, caller.ErrUnauthenticated},
 		"tampered":            {tamper(is.token(t, nil)), caller.ErrUnauthenticated},
 		"unregistered client": {is.token(t, func(c *claims) { c.ClientID = "stranger"; c.Subject = "stranger" }), caller.ErrForbidden},
@@ -141,7 +78,7 @@ func TestVerify(t *testing.T) {
 	}
 
 	// The issuer rotates its key: tokens under the new kid verify (keys are re-fetched).
-	is.rotate("k2")
+	is.Rotate("k2")
 	if _, err := v.Verify(ctx, is.token(t, nil)); err != nil {
 		t.Errorf("after key rotation: %v", err)
 	}
