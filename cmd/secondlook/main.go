@@ -24,6 +24,7 @@ func commands() map[string]command {
 		"version": {summary: "print the version", run: runVersion},
 		"sandbox": {summary: "run the sandbox hospital FHIR server (test and demo peer)", run: runSandbox},
 		"fetch":   {summary: "retrieve one patient's records from a FHIR source into NDJSON files", run: runFetch},
+		"deid":    {summary: "de-identify one patient's FHIR R4 records into a review Bundle", run: runDeid},
 	}
 }
 

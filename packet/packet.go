@@ -1,0 +1,386 @@
+package packet
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// ProfileURN prefixes the de-identification profile named in Provenance.policy.
+const ProfileURN = "urn:secondlook:deid-profile:"
+
+// Source is one consented source's contribution.
+type Source struct {
+	// Kind is "hospital" or "provincial"; sources appear in the packet as "source N (kind)".
+	Kind string
+	// Bundle is the source's de-identified collection Bundle, or nil when the source contributed nothing.
+	Bundle []byte
+	// Missing says, in words safe to show the specialist, what this source could not provide and why ("" when
+	// complete).
+	Missing string
+}
+
+// Input is everything one packet is made of.
+type Input struct {
+	// ID is the packet's id, a UUID.
+	ID      string
+	Created time.Time
+	Sources []Source
+	// Profile and ProfileVersion name the de-identification profile applied to every source.
+	Profile, ProfileVersion string
+	// Check is the fail-closed scan run over the finished packet (the de-identifier's residual scan over the
+	// identifiers of the raw inputs). A non-nil error rejects the packet. Required.
+	Check func(packet []byte) error
+}
+
+// Signer signs packets. Alg follows from the key: ES256 (P-256), ES384 (P-384) or RS256 (RSA).
+type Signer struct {
+	Key   crypto.Signer
+	KeyID string
+}
+
+// Packet is a finished, signed packet.
+type Packet struct {
+	ID     string
+	Bundle []byte
+	// ETag is a strong validator: the hex SHA-256 of Bundle.
+	ETag string
+	// Counts holds how many resources of each type the packet carries.
+	Counts map[string]int
+}
+
+// Errors.
+var (
+	ErrNoPatient = errors.New("packet: no source provided the patient")
+	ErrInput     = errors.New("packet: invalid input")
+)
+
+type rawEntry struct {
+	FullURL  string          `json:"fullUrl"`
+	Resource json.RawMessage `json:"resource"`
+}
+
+type head struct {
+	ResourceType string `json:"resourceType"`
+	ID           string `json:"id"`
+}
+
+// Build merges the sources, writes the Composition, Device and Provenance, signs the document and runs the
+// fail-closed check. The same resource (same pseudonymous id) from two sources appears once; the Patients of all
+// sources become one, the first source's, and every reference to the others points at it.
+func Build(in Input, s Signer) (*Packet, error) {
+	if in.Check == nil {
+		return nil, fmt.Errorf("%w: no fail-closed check", ErrInput)
+	}
+	if !isUUID(in.ID) {
+		return nil, fmt.Errorf("%w: packet id is not a UUID", ErrInput)
+	}
+	m, err := merge(in.Sources)
+	if err != nil {
+		return nil, err
+	}
+	created := in.Created.UTC().Format(time.RFC3339)
+	deviceID := derivedID(in.ID, "device")
+	compositionID := derivedID(in.ID, "composition")
+	provenanceID := derivedID(in.ID, "provenance")
+
+	comp, err := composition(m, compositionID, deviceID, created, in)
+	if err != nil {
+		return nil, err
+	}
+	device, err := json.Marshal(map[string]any{
+		"resourceType": "Device", "id": deviceID,
+		"deviceName": []map[string]string{{"name": "secondlook gateway", "type": "manufacturer-name"}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	prov, err := provenance(provenanceID, compositionID, deviceID, created, in)
+	if err != nil {
+		return nil, err
+	}
+
+	entries := []rawEntry{
+		{FullURL: "urn:uuid:" + compositionID, Resource: comp},
+		{FullURL: "urn:uuid:" + m.patient.id, Resource: m.patient.raw},
+	}
+	for _, r := range m.resources {
+		entries = append(entries, rawEntry{FullURL: "urn:uuid:" + r.id, Resource: r.raw})
+	}
+	entries = append(entries,
+		rawEntry{FullURL: "urn:uuid:" + deviceID, Resource: device},
+		rawEntry{FullURL: "urn:uuid:" + provenanceID, Resource: prov},
+	)
+	doc := document{
+		ResourceType: "Bundle",
+		ID:           in.ID,
+		Meta:         documentMeta(),
+		Identifier:   identifier{System: "urn:ietf:rfc:3986", Value: "urn:uuid:" + in.ID},
+		Type:         "document",
+		Timestamp:    created,
+		Entry:        entries,
+	}
+	unsigned, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode packet: %w", err)
+	}
+	payload, err := canonicalize(unsigned)
+	if err != nil {
+		return nil, err
+	}
+	jws, err := sign(s, payload)
+	if err != nil {
+		return nil, err
+	}
+	doc.Signature = &signature{
+		Type:      []coding{{System: "urn:iso-astm:E1762-95:2013", Code: "1.2.840.10065.1.12.1.5", Display: "Verification Signature"}},
+		When:      created,
+		Who:       reference{Reference: "urn:uuid:" + deviceID},
+		SigFormat: "application/jose",
+		Data:      base64.StdEncoding.EncodeToString([]byte(jws)),
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode packet: %w", err)
+	}
+	if err := in.Check(out); err != nil {
+		return nil, fmt.Errorf("packet rejected by the fail-closed check: %w", err)
+	}
+	sum := sha256.Sum256(out)
+	counts := map[string]int{"Patient": 1}
+	for _, r := range m.resources {
+		counts[r.typ]++
+	}
+	return &Packet{ID: in.ID, Bundle: out, ETag: hex.EncodeToString(sum[:]), Counts: counts}, nil
+}
+
+type document struct {
+	ResourceType string     `json:"resourceType"`
+	ID           string     `json:"id"`
+	Meta         meta       `json:"meta"`
+	Identifier   identifier `json:"identifier"`
+	Type         string     `json:"type"`
+	Timestamp    string     `json:"timestamp"`
+	Entry        []rawEntry `json:"entry"`
+	Signature    *signature `json:"signature,omitempty"`
+}
+
+type meta struct {
+	Security []coding `json:"security"`
+}
+
+type identifier struct {
+	System string `json:"system"`
+	Value  string `json:"value"`
+}
+
+type coding struct {
+	System  string `json:"system"`
+	Code    string `json:"code"`
+	Display string `json:"display,omitempty"`
+}
+
+type reference struct {
+	Reference string `json:"reference"`
+}
+
+type signature struct {
+	Type      []coding  `json:"type"`
+	When      string    `json:"when"`
+	Who       reference `json:"who"`
+	SigFormat string    `json:"sigFormat"`
+	Data      string    `json:"data"`
+}
+
+func documentMeta() meta {
+	const obs = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+	return meta{Security: []coding{
+		{System: obs, Code: "PSEUDED", Display: "pseudonymized"},
+		{System: obs, Code: "REDACTED", Display: "redacted"},
+		{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R", Display: "restricted"},
+	}}
+}
+
+// resource is one de-identified resource in the merged record.
+type resource struct {
+	typ, id string
+	raw     json.RawMessage
+}
+
+type merged struct {
+	patient   resource
+	resources []resource // everything but the Patient, sorted by type then id
+	byRef     map[string]resource
+}
+
+func merge(sources []Source) (*merged, error) {
+	m := &merged{byRef: map[string]resource{}}
+	alias := map[string]string{} // other sources' Patient pseudonym → the kept one
+	seen := map[string]bool{}
+	var all []resource
+	for i, src := range sources {
+		if src.Bundle == nil {
+			continue
+		}
+		var b struct {
+			ResourceType string     `json:"resourceType"`
+			Type         string     `json:"type"`
+			Entry        []rawEntry `json:"entry"`
+		}
+		if err := json.Unmarshal(src.Bundle, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "collection" {
+			return nil, fmt.Errorf("%w: source %d is not a collection Bundle", ErrInput, i+1)
+		}
+		for _, e := range b.Entry {
+			var h head
+			if err := json.Unmarshal(e.Resource, &h); err != nil || h.ResourceType == "" || !isUUID(h.ID) || e.FullURL != "urn:uuid:"+h.ID {
+				return nil, fmt.Errorf("%w: source %d has an entry that is not a de-identified resource", ErrInput, i+1)
+			}
+			r := resource{typ: h.ResourceType, id: h.ID, raw: e.Resource}
+			if r.typ == "Patient" {
+				if m.patient.id == "" {
+					m.patient = r
+				} else if r.id != m.patient.id {
+					alias[r.id] = m.patient.id
+				}
+				continue
+			}
+			key := r.typ + "/" + r.id
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			all = append(all, r)
+		}
+	}
+	if m.patient.id == "" {
+		return nil, ErrNoPatient
+	}
+	for _, r := range all {
+		for from, to := range alias {
+			r.raw = bytes.ReplaceAll(r.raw, []byte(`"urn:uuid:`+from+`"`), []byte(`"urn:uuid:`+to+`"`))
+		}
+		m.resources = append(m.resources, r)
+		m.byRef["urn:uuid:"+r.id] = r
+	}
+	slices.SortStableFunc(m.resources, func(a, b resource) int {
+		return strings.Compare(a.typ+"/"+a.id, b.typ+"/"+b.id)
+	})
+	return m, nil
+}
+
+func sign(s Signer, payload []byte) (string, error) {
+	alg, err := algFor(s.Key)
+	if err != nil {
+		return "", err
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: s.Key, KeyID: s.KeyID}},
+		(&jose.SignerOptions{}).WithType("JOSE"))
+	if err != nil {
+		return "", fmt.Errorf("sign packet: %w", err)
+	}
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("sign packet: %w", err)
+	}
+	return obj.DetachedCompactSerialize()
+}
+
+func algFor(k crypto.Signer) (jose.SignatureAlgorithm, error) {
+	switch pub := k.Public().(type) {
+	case *ecdsa.PublicKey:
+		switch pub.Curve {
+		case elliptic.P256():
+			return jose.ES256, nil
+		case elliptic.P384():
+			return jose.ES384, nil
+		}
+	case *rsa.PublicKey:
+		if pub.N.BitLen() >= 2048 {
+			return jose.RS256, nil
+		}
+	}
+	return "", errors.New("packet: signing key must be ECDSA P-256/P-384 or RSA >= 2048 bits")
+}
+
+// Verify checks a packet's Bundle.signature against the keys: the detached JWS over the canonical form of the
+// Bundle without its signature element, signed by the key its header names.
+func Verify(bundle []byte, keys *jose.JSONWebKeySet) error {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(bundle, &doc); err != nil {
+		return fmt.Errorf("verify packet: %w", ErrInput)
+	}
+	var sig signature
+	if err := json.Unmarshal(doc["signature"], &sig); err != nil || sig.SigFormat != "application/jose" {
+		return errors.New("verify packet: no JOSE signature")
+	}
+	jws, err := base64.StdEncoding.DecodeString(sig.Data)
+	if err != nil {
+		return errors.New("verify packet: signature data is not base64")
+	}
+	delete(doc, "signature")
+	unsigned, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("verify packet: %w", err)
+	}
+	payload, err := canonicalize(unsigned)
+	if err != nil {
+		return fmt.Errorf("verify packet: %w", err)
+	}
+	obj, err := jose.ParseDetached(string(jws), payload, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256})
+	if err != nil {
+		return fmt.Errorf("verify packet: %w", err)
+	}
+	if len(obj.Signatures) != 1 {
+		return errors.New("verify packet: want exactly one signature")
+	}
+	kid := obj.Signatures[0].Header.KeyID
+	found := keys.Key(kid)
+	if len(found) == 0 {
+		return errors.New("verify packet: signed by an unknown key")
+	}
+	if _, err := obj.Verify(found[0].Public().Key); err != nil {
+		return errors.New("verify packet: signature does not match")
+	}
+	return nil
+}
+
+// derivedID gives the packet's own resources stable UUID-shaped ids (RFC 9562 version 8) derived from the packet id.
+func derivedID(packetID, what string) string {
+	s := sha256.Sum256([]byte("secondlook/packet/v1\x00" + packetID + "\x00" + what))
+	s[6] = s[6]&0x0f | 0x80
+	s[8] = s[8]&0x3f | 0x80
+	h := hex.EncodeToString(s[:16])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
