@@ -329,7 +329,7 @@ func sourcesSection(in Input) section {
 	b.WriteString("</p><ul>")
 	for i, s := range in.Sources {
 		status := "complete"
-		if s.Bundle == nil {
+		if !s.Retrieved {
 			status = "nothing retrieved"
 		}
 		if s.Missing != "" {
@@ -353,7 +353,7 @@ func provenance(id, compositionID, deviceID, created string, in Input) (json.Raw
 	var ents []map[string]any
 	for i, s := range in.Sources {
 		d := sourceLabel(i, s.Kind)
-		if s.Bundle == nil {
+		if !s.Retrieved {
 			d += ": nothing retrieved"
 		}
 		if s.Missing != "" {

@@ -22,12 +22,12 @@ import (
 // ProfileURN prefixes the de-identification profile named in Provenance.policy.
 const ProfileURN = "urn:secondlook:deid-profile:"
 
-// Source is one consented source's contribution.
+// Source describes one consented source for the packet's provenance.
 type Source struct {
 	// Kind is "hospital" or "provincial"; sources appear in the packet as "source N (kind)".
 	Kind string
-	// Bundle is the source's de-identified collection Bundle, or nil when the source contributed nothing.
-	Bundle []byte
+	// Retrieved reports whether the source contributed records.
+	Retrieved bool
 	// Missing says, in words safe to show the specialist, what this source could not provide and why ("" when
 	// complete).
 	Missing string
@@ -38,6 +38,9 @@ type Input struct {
 	// ID is the packet's id, a UUID.
 	ID      string
 	Created time.Time
+	// Records are de-identified collection Bundles (fhir/deid output) to merge: one per source, or one for all
+	// sources de-identified together.
+	Records [][]byte
 	Sources []Source
 	// Profile and ProfileVersion name the de-identification profile applied to every source.
 	Profile, ProfileVersion string
@@ -88,7 +91,7 @@ func Build(in Input, s Signer) (*Packet, error) {
 	if !isUUID(in.ID) {
 		return nil, fmt.Errorf("%w: packet id is not a UUID", ErrInput)
 	}
-	m, err := merge(in.Sources)
+	m, err := merge(in.Records)
 	if err != nil {
 		return nil, err
 	}
@@ -226,27 +229,24 @@ type merged struct {
 	byRef     map[string]resource
 }
 
-func merge(sources []Source) (*merged, error) {
+func merge(records [][]byte) (*merged, error) {
 	m := &merged{byRef: map[string]resource{}}
 	alias := map[string]string{} // other sources' Patient pseudonym → the kept one
 	seen := map[string]bool{}
 	var all []resource
-	for i, src := range sources {
-		if src.Bundle == nil {
-			continue
-		}
+	for i, rec := range records {
 		var b struct {
 			ResourceType string     `json:"resourceType"`
 			Type         string     `json:"type"`
 			Entry        []rawEntry `json:"entry"`
 		}
-		if err := json.Unmarshal(src.Bundle, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "collection" {
-			return nil, fmt.Errorf("%w: source %d is not a collection Bundle", ErrInput, i+1)
+		if err := json.Unmarshal(rec, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "collection" {
+			return nil, fmt.Errorf("%w: record %d is not a collection Bundle", ErrInput, i+1)
 		}
 		for _, e := range b.Entry {
 			var h head
 			if err := json.Unmarshal(e.Resource, &h); err != nil || h.ResourceType == "" || !isUUID(h.ID) || e.FullURL != "urn:uuid:"+h.ID {
-				return nil, fmt.Errorf("%w: source %d has an entry that is not a de-identified resource", ErrInput, i+1)
+				return nil, fmt.Errorf("%w: record %d has an entry that is not a de-identified resource", ErrInput, i+1)
 			}
 			r := resource{typ: h.ResourceType, id: h.ID, raw: e.Resource}
 			if r.typ == "Patient" {

@@ -96,9 +96,10 @@ func build(t *testing.T) fixture {
 	pkt, err := packet.Build(packet.Input{
 		ID:      "6f1c1a52-3a6e-4c43-9d1a-7d0a3f3b2c11",
 		Created: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC),
+		Records: [][]byte{deidentify(t, a), deidentify(t, b)},
 		Sources: []packet.Source{
-			{Kind: "hospital", Bundle: deidentify(t, a)},
-			{Kind: "provincial", Bundle: deidentify(t, b)},
+			{Kind: "hospital", Retrieved: true},
+			{Kind: "provincial", Retrieved: true},
 			{Kind: "provincial", Missing: "the source did not answer in time"},
 		},
 		Profile: "safe-harbor", ProfileVersion: "1",
@@ -223,7 +224,8 @@ func TestBuildFailsClosed(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	_, err := packet.Build(packet.Input{
 		ID: "6f1c1a52-3a6e-4c43-9d1a-7d0a3f3b2c11", Created: time.Now(),
-		Sources: []packet.Source{{Kind: "hospital", Bundle: deidentify(t, raw)}},
+		Records: [][]byte{deidentify(t, raw)},
+		Sources: []packet.Source{{Kind: "hospital", Retrieved: true}},
 		Profile: "safe-harbor", ProfileVersion: "1",
 		Check: func([]byte) error { return errors.New("residual name at Composition.section") },
 	}, packet.Signer{Key: key, KeyID: "k"})
@@ -232,7 +234,7 @@ func TestBuildFailsClosed(t *testing.T) {
 	}
 	_, err = packet.Build(packet.Input{
 		ID: "6f1c1a52-3a6e-4c43-9d1a-7d0a3f3b2c11", Created: time.Now(),
-		Sources: []packet.Source{{Kind: "hospital", Bundle: raw}}, // not de-identified
+		Records: [][]byte{raw}, // not de-identified
 		Check:   func([]byte) error { return nil },
 	}, packet.Signer{Key: key, KeyID: "k"})
 	if !errors.Is(err, packet.ErrInput) {
