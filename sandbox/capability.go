@@ -33,6 +33,7 @@ type csImplementation struct {
 
 type csRest struct {
 	Mode     string       `json:"mode"`
+	Security *csSecurity  `json:"security,omitempty"`
 	Resource []csResource `json:"resource"`
 }
 
@@ -89,6 +90,9 @@ func (s *Site) capabilities(r *http.Request) *response {
 		FHIRVersion: "4.0.1",
 		Format:      []string{"json", "application/fhir+json"},
 		Rest:        []csRest{{Mode: "server", Resource: res}},
+	}
+	if s.auth != nil {
+		cs.Rest[0].Security = s.auth.capabilitySecurity(r)
 	}
 	b, err := json.Marshal(cs)
 	if err != nil {

@@ -55,6 +55,9 @@ type SiteOptions struct {
 	// DefaultPageSize (0 means 20) is the page size when a search has no _count; MaxPageSize (0 means 200) caps
 	// _count.
 	DefaultPageSize, MaxPageSize int
+	// Auth, if set, gives the site a SMART authorization server at /{Name}/auth and makes its FHIR server require
+	// that server's access tokens (see auth.go). Nil keeps the FHIR server open.
+	Auth *AuthOptions
 }
 
 // Server hosts one or more sites. It is safe for concurrent use; its data never changes after New.
@@ -73,6 +76,7 @@ type Site struct {
 	faults          Faults
 	requests        atomic.Int64
 	logger          *slog.Logger
+	auth            *authServer // nil: no authorization server, open FHIR server
 }
 
 // New loads and indexes every site's bundles up front. It reports every configuration problem at once and fails
@@ -117,6 +121,9 @@ func New(opts Options) (*Server, error) {
 			problems = append(problems, fmt.Errorf("site %q: DefaultPageSize %d exceeds MaxPageSize %d",
 				so.Name, so.DefaultPageSize, so.MaxPageSize))
 		}
+		if so.Auth != nil {
+			problems = append(problems, so.Auth.validate(so.Name)...)
+		}
 		resolved[i] = so
 	}
 	if err := errors.Join(problems...); err != nil {
@@ -139,6 +146,13 @@ func New(opts Options) (*Server, error) {
 				maxPageSize:     so.MaxPageSize,
 				disableInclude:  so.DisableInclude,
 				logger:          logger.With("site", so.Name),
+			}
+			if so.Auth != nil {
+				a, err := newAuthServer(built[i], *so.Auth, built[i].logger)
+				if err != nil {
+					return fmt.Errorf("site %q: start authorization server: %w", so.Name, err)
+				}
+				built[i].auth = a
 			}
 			return nil
 		})
@@ -177,7 +191,8 @@ func (s *Site) Name() string { return s.name }
 // Faults returns the site's fault injector.
 func (s *Site) Faults() *Faults { return &s.faults }
 
-// Requests returns how many HTTP requests the site has received, faulted ones included.
+// Requests returns how many HTTP requests the site's FHIR server has received, faulted ones included (requests to
+// its authorization server are not counted).
 func (s *Site) Requests() int64 { return s.requests.Load() }
 
 // Patients returns the ids of the site's Patient resources, sorted.
@@ -240,11 +255,15 @@ func LoadDir(dir string) ([][]byte, error) {
 	return out, nil
 }
 
-// serveHTTP dispatches /{site}/fhir/... to the site.
+// serveHTTP dispatches /{site}/fhir/... to the site and /{site}/auth/... to its authorization server.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, "/")
 	name, rest, _ := strings.Cut(rest, "/")
 	site := s.sites[name]
+	if site != nil && site.auth != nil && (rest == "auth" || strings.HasPrefix(rest, "auth/")) {
+		site.auth.ServeHTTP(w, r)
+		return
+	}
 	if site == nil || (rest != "fhir" && !strings.HasPrefix(rest, "fhir/")) {
 		resp := errorResponse(errorf(http.StatusNotFound, "not-found", "no FHIR endpoint at this path"))
 		s.logger.LogAttrs(r.Context(), slog.LevelInfo, "sandbox request",

@@ -117,6 +117,22 @@ func (s *Site) route(r *http.Request, rel string, info *requestInfo) *response {
 			return methodNotAllowed(r)
 		}
 		return s.capabilities(r)
+	case s.auth != nil && smartConfigPath(segs):
+		info.interaction = "smart-configuration"
+		if !readMethod(r) {
+			return methodNotAllowed(r)
+		}
+		return s.auth.smartConfiguration(r)
+	}
+	// Everything past metadata and SMART discovery needs a token when the site has an authorization server.
+	var grant *accessGrant
+	if s.auth != nil {
+		g, resp := s.auth.authenticate(r)
+		if resp != nil {
+			info.interaction = "unauthorized"
+			return resp
+		}
+		grant = g
 	}
 	typ := segs[0]
 	info.typ = typ
@@ -130,14 +146,14 @@ func (s *Site) route(r *http.Request, rel string, info *requestInfo) *response {
 		if !readMethod(r) {
 			return methodNotAllowed(r)
 		}
-		return s.search(r, typ, false)
+		return s.search(r, typ, false, grant)
 	case len(segs) == 2 && segs[1] == "_search":
 		info.interaction = "search-type"
 		switch {
 		case r.Method == http.MethodPost:
-			return s.search(r, typ, true)
+			return s.search(r, typ, true, grant)
 		case readMethod(r):
-			return s.search(r, typ, false)
+			return s.search(r, typ, false, grant)
 		}
 		return methodNotAllowed(r)
 	case len(segs) == 2:
@@ -145,14 +161,24 @@ func (s *Site) route(r *http.Request, rel string, info *requestInfo) *response {
 		if !readMethod(r) {
 			return methodNotAllowed(r)
 		}
-		return s.read(r, typ, segs[1])
+		return s.read(r, typ, segs[1], grant)
 	}
 	info.interaction = "unsupported"
 	return errorResponse(errorf(http.StatusNotFound, "not-supported", "this interaction is not supported"))
 }
 
-func (s *Site) read(r *http.Request, typ, id string) *response {
+// read serves one resource. With a grant, a type the scopes do not cover is 403 and a resource outside the
+// patient's compartment is 404, as if it did not exist.
+func (s *Site) read(r *http.Request, typ, id string, grant *accessGrant) *response {
 	res := s.store.get(typ, id)
+	if grant != nil {
+		if !grant.canRead(typ, res) {
+			return forbidden(errForbidden("the access token's scopes do not cover reading this resource type"))
+		}
+		if res != nil && !grant.visible(res) {
+			res = nil
+		}
+	}
 	if res == nil {
 		return errorResponse(errorf(http.StatusNotFound, "not-found", "resource not found"))
 	}
@@ -192,7 +218,13 @@ func preferStrict(h http.Header) bool {
 	return false
 }
 
-func (s *Site) search(r *http.Request, typ string, post bool) *response {
+// search runs a type search. With a grant, a type the scopes do not cover for search is 403, a search naming
+// another patient is 403, results are limited to the grant's patient (a search without a patient parameter is
+// restricted rather than refused), and _include'd resources the grant does not cover are left out.
+func (s *Site) search(r *http.Request, typ string, post bool, grant *accessGrant) *response {
+	if grant != nil && !grant.perms.canSearch(typ) {
+		return forbidden(errForbidden("the access token's scopes do not cover searching this resource type"))
+	}
 	params, err := parseQueryString(r.URL.RawQuery)
 	if err != nil {
 		return errorResponse(err)
@@ -216,9 +248,17 @@ func (s *Site) search(r *http.Request, typ string, post bool) *response {
 		}
 		params = append(params, form...)
 	}
+	if grant != nil {
+		if err := grant.checkSearchParams(typ, params); err != nil {
+			return forbidden(err)
+		}
+	}
 	q, err := s.parseSearch(typ, params, preferStrict(r.Header))
 	if err != nil {
 		return errorResponse(err)
+	}
+	if grant != nil {
+		grant.restrict(q, typ)
 	}
 	matches := q.run(s.store.types[typ])
 	total := len(matches)
@@ -234,7 +274,7 @@ func (s *Site) search(r *http.Request, typ string, post bool) *response {
 				if !ok || t != "Observation" {
 					continue
 				}
-				if o := s.store.get(t, id); o != nil && !seen[o] {
+				if o := s.store.get(t, id); o != nil && !seen[o] && (grant == nil || grant.canInclude(o)) {
 					seen[o] = true
 					included = append(included, o)
 				}

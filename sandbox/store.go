@@ -36,6 +36,8 @@ type resource struct {
 	strs    map[string][]string // string parameter name -> indexed strings (Patient name parts)
 	results []string            // DiagnosticReport.result references as Type/id
 	binary  *binaryContent      // decoded content of a Binary
+	// attachmentOf is the type of the resource whose attachment this Binary was split from, or "".
+	attachmentOf string
 }
 
 type coding struct{ system, code string }
@@ -402,7 +404,7 @@ func externalizeAttachments(r *resource, raw []byte) ([]byte, []*resource, error
 		if err != nil {
 			return nil, fmt.Errorf("encode Binary: %w", err)
 		}
-		bins = append(bins, &resource{typ: "Binary", id: id, raw: bin,
+		bins = append(bins, &resource{typ: "Binary", id: id, raw: bin, patient: r.patient, attachmentOf: r.typ,
 			binary: &binaryContent{contentType: contentType, data: decoded}})
 		out := make([]member, 0, len(members))
 		for _, m := range members {

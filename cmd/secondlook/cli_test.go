@@ -41,7 +41,9 @@ func startSandbox(t *testing.T, args ...string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- runSandbox(ctx, append([]string{"--addr", "127.0.0.1:0"}, args...), &out, &errOut) }()
+	go func() {
+		done <- runSandbox(ctx, append([]string{"--addr", "127.0.0.1:0", "--no-auth"}, args...), &out, &errOut)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
