@@ -8,8 +8,140 @@ import (
 // Config is the whole gateway configuration. Build it with [Load]; a Config assembled in code must go through
 // [Config.ApplyDefaults] and [Config.Validate] before use.
 type Config struct {
-	Log     Log      `yaml:"log"`
-	Sources []Source `yaml:"sources"`
+	Log      Log      `yaml:"log"`
+	Server   Server   `yaml:"server"`
+	Redis    Redis    `yaml:"redis"`
+	Keys     Keys     `yaml:"keys"`
+	Consent  Consent  `yaml:"consent"`
+	Callers  Callers  `yaml:"callers"`
+	Assembly Assembly `yaml:"assembly"`
+	Sources  []Source `yaml:"sources"`
+}
+
+// Server configures the HTTP listener of `secondlook serve`.
+type Server struct {
+	// Addr is the listen address, host:port; default "127.0.0.1:8080", so that exposing the gateway beyond the host
+	// is a decision rather than an accident.
+	Addr string `yaml:"addr"`
+	// PublicURL is the gateway's external origin, optionally with a path prefix (https://gateway.example.org/sl),
+	// used to build links sent to callers and patients. It must not have a query, fragment or user information,
+	// must use https unless its host is loopback, and ApplyDefaults trims trailing slashes. Required by
+	// ValidateForServe.
+	PublicURL string `yaml:"public_url"`
+	// BodyLimit bounds every request body, as Echo's BodyLimit middleware reads it (see [ParseSize]); default "1M",
+	// 1K..64M.
+	BodyLimit string `yaml:"body_limit"`
+	// RequestTimeout bounds each request's context; default 30s, 1s..5m.
+	RequestTimeout Duration `yaml:"request_timeout"`
+	// ReadHeaderTimeout bounds reading request headers, against slow-header attacks; default 10s, 1s..1m.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// ShutdownTimeout bounds the graceful drain of in-flight requests on shutdown; default 20s, 1s..5m.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// CORSOrigins lists the browser origins allowed cross-origin access; empty (the default) turns CORS off. Each
+	// is an origin exactly as browsers send it, scheme://host[:port] with no path, https unless the host is loopback.
+	CORSOrigins []string `yaml:"cors_origins"`
+}
+
+// Redis locates the Redis (or Redis Cluster) that holds the gateway's state.
+type Redis struct {
+	// URL is a redis:// or rediss:// (TLS) URL of a single server, redis://[user@]host[:port][/db]; default
+	// "redis://127.0.0.1:6379/0". It must not carry a password: that belongs in Password. Ignored when
+	// ClusterAddrs is set.
+	URL string `yaml:"url"`
+	// ClusterAddrs lists host:port seed nodes; setting it selects Redis Cluster mode.
+	ClusterAddrs []string `yaml:"cluster_addrs"`
+	// Password refers to the Redis password (AUTH); optional.
+	Password SecretRef `yaml:"password"`
+	// Prefix starts every key the gateway writes, so one Redis can be shared; default "secondlook:". It must not
+	// contain "{" or "}", which the stores use for Redis Cluster hash tags, nor whitespace or control characters.
+	Prefix string `yaml:"prefix"`
+}
+
+// Keys holds references to the gateway's own cryptographic keys. Lists of keys allow rotation: new data is sealed
+// or signed with the current key while older keys stay available to open or verify what they produced.
+type Keys struct {
+	// TokenEncryption lists the AES-256 keys that seal tokens at rest; ids unique. Required by ValidateForServe.
+	TokenEncryption []SymmetricKey `yaml:"token_encryption"`
+	// TokenEncryptionCurrent is the id of the TokenEncryption key new data is sealed with; it must name one of them.
+	// Default: the only key, when there is exactly one.
+	TokenEncryptionCurrent string `yaml:"token_encryption_current"`
+	// Signing lists the gateway's private keys for packet signatures; ids unique. Required by ValidateForServe.
+	Signing []SigningKey `yaml:"signing"`
+	// SigningCurrent is the id of the Signing key new packets are signed with; it must name one of them.
+	// Default: the only key, when there is exactly one.
+	SigningCurrent string `yaml:"signing_current"`
+	// Deid is the HMAC key of the de-identification pseudonyms. Required by ValidateForServe.
+	Deid SymmetricKey `yaml:"deid"`
+	// CSRF refers to the secret keying the withdrawal form's CSRF token, at least 32 bytes. Required by
+	// ValidateForServe.
+	CSRF SecretRef `yaml:"csrf"`
+}
+
+// SymmetricKey is a named secret key. Its secret is base64 (standard or URL alphabet, padded or not) of at least
+// 32 bytes; [SymmetricKey.Material] reads and decodes it.
+type SymmetricKey struct {
+	// ID names the key, [a-z0-9][a-z0-9-]{0,62}; it is recorded with what the key produced, so it must stay stable.
+	ID string `yaml:"id"`
+	// Secret refers to the base64-encoded key.
+	Secret SecretRef `yaml:"secret"`
+}
+
+// SigningKey is a named private key: PEM, as PKCS#8 ("PRIVATE KEY"), SEC 1 ("EC PRIVATE KEY") or PKCS#1
+// ("RSA PRIVATE KEY"), holding an ECDSA P-256 or P-384 key or an RSA key of at least 2048 bits.
+type SigningKey struct {
+	// ID names the key and is the "kid" of signatures made with it, [a-z0-9][a-z0-9-]{0,62}.
+	ID string `yaml:"id"`
+	// PrivateKey refers to the PEM private key.
+	PrivateKey SecretRef `yaml:"private_key"`
+}
+
+// Consent configures patients' consent to a review.
+type Consent struct {
+	// Validity is how long a granted consent lasts; default 720h (30 days), 1h..8760h.
+	Validity Duration `yaml:"validity"`
+}
+
+// Callers lists who may call the gateway's API: bearer tokens from trusted issuers, naming registered clients.
+type Callers struct {
+	// Issuers lists the trusted token issuers; ids unique.
+	Issuers []Issuer `yaml:"issuers"`
+}
+
+// Issuer is a trusted OpenID Connect token issuer and the clients it vouches for.
+type Issuer struct {
+	// ID names the issuer in logs and environment overrides: [a-z0-9][a-z0-9-]{0,62}, unique.
+	ID string `yaml:"id"`
+	// URL is the issuer identifier, exactly as in the tokens' iss claim; required, unique, https unless the host
+	// is loopback, without query, fragment or user information. It is not normalised: a trailing slash is kept.
+	URL string `yaml:"url"`
+	// Audience is the aud the gateway requires in tokens from this issuer; required.
+	Audience string `yaml:"audience"`
+	// Clients lists the registered clients of this issuer; at least one.
+	Clients []CallerClient `yaml:"clients"`
+}
+
+// CallerClient is a registered API client.
+type CallerClient struct {
+	// ID is the client's id as the issuer puts it in tokens (client_id, azp or sub): [A-Za-z0-9][A-Za-z0-9_-]{0,127},
+	// unique across all issuers.
+	ID string `yaml:"id"`
+	// Name is the display name shown in reviews and audit records; required, at most 200 characters.
+	Name string `yaml:"name"`
+	// Kind is CallerKindEHR (creates and follows reviews) or CallerKindProvider (reads packets shared with it).
+	Kind string `yaml:"kind"`
+}
+
+// Assembly configures the background workers that assemble review packets from a queue.
+type Assembly struct {
+	// Workers is the number of concurrent assembly workers; default 2, 1..64.
+	Workers int `yaml:"workers"`
+	// MaxAttempts counts the first try of a job; default 5, 1..20.
+	MaxAttempts int `yaml:"max_attempts"`
+	// BaseDelay is the delay before the first retry of a failed job; default 5s, 100ms..10m.
+	BaseDelay Duration `yaml:"base_delay"`
+	// Visibility is how long a claimed job stays hidden from other workers before it is presumed abandoned;
+	// default 2m, 10s..1h.
+	Visibility Duration `yaml:"visibility"`
 }
 
 // Log configures the process logger.
@@ -139,6 +271,9 @@ const (
 	ScopeDialectAuto = "auto"
 	ScopeDialectV1   = "v1"
 	ScopeDialectV2   = "v2"
+
+	CallerKindEHR      = "ehr"
+	CallerKindProvider = "provider"
 )
 
 // Defaults applied by ApplyDefaults to settings left at their zero value.
@@ -162,6 +297,19 @@ const (
 	defaultMaxAttempts        = 4
 	defaultBaseDelay          = 200 * time.Millisecond
 	defaultMaxDelay           = 10 * time.Second
+
+	defaultServerAddr          = "127.0.0.1:8080"
+	defaultBodyLimit           = "1M"
+	defaultServerTimeout       = 30 * time.Second
+	defaultReadHeaderTimeout   = 10 * time.Second
+	defaultShutdownTimeout     = 20 * time.Second
+	defaultRedisURL            = "redis://127.0.0.1:6379/0"
+	defaultRedisPrefix         = "secondlook:"
+	defaultConsentValidity     = 720 * time.Hour
+	defaultAssemblyWorkers     = 2
+	defaultAssemblyMaxAttempts = 5
+	defaultAssemblyBaseDelay   = 5 * time.Second
+	defaultAssemblyVisibility  = 2 * time.Minute
 )
 
 // defaultResourceTypes returns a fresh copy so that sources never share a backing array.
@@ -184,11 +332,38 @@ func (c *Config) Source(id string) (*Source, bool) {
 	return nil, false
 }
 
-// ApplyDefaults fills every setting left at its zero value with its default and trims trailing slashes from
-// FHIR base URLs, so that Validate and the rest of the gateway see one canonical form. It is idempotent.
+// ApplyDefaults fills every setting left at its zero value with its default, names the current key of a key list
+// holding exactly one key, and trims trailing slashes from FHIR base URLs and server.public_url, so that Validate
+// and the rest of the gateway see one canonical form. It is idempotent.
 func (c *Config) ApplyDefaults() {
 	setDefault(&c.Log.Level, defaultLogLevel)
 	setDefault(&c.Log.Format, defaultLogFormat)
+
+	sv := &c.Server
+	setDefault(&sv.Addr, defaultServerAddr)
+	sv.PublicURL = strings.TrimRight(sv.PublicURL, "/")
+	setDefault(&sv.BodyLimit, defaultBodyLimit)
+	setDefault(&sv.RequestTimeout, Duration(defaultServerTimeout))
+	setDefault(&sv.ReadHeaderTimeout, Duration(defaultReadHeaderTimeout))
+	setDefault(&sv.ShutdownTimeout, Duration(defaultShutdownTimeout))
+
+	setDefault(&c.Redis.URL, defaultRedisURL)
+	setDefault(&c.Redis.Prefix, defaultRedisPrefix)
+
+	if len(c.Keys.TokenEncryption) == 1 {
+		setDefault(&c.Keys.TokenEncryptionCurrent, c.Keys.TokenEncryption[0].ID)
+	}
+	if len(c.Keys.Signing) == 1 {
+		setDefault(&c.Keys.SigningCurrent, c.Keys.Signing[0].ID)
+	}
+
+	setDefault(&c.Consent.Validity, Duration(defaultConsentValidity))
+
+	setDefault(&c.Assembly.Workers, defaultAssemblyWorkers)
+	setDefault(&c.Assembly.MaxAttempts, defaultAssemblyMaxAttempts)
+	setDefault(&c.Assembly.BaseDelay, Duration(defaultAssemblyBaseDelay))
+	setDefault(&c.Assembly.Visibility, Duration(defaultAssemblyVisibility))
+
 	for i := range c.Sources {
 		c.Sources[i].applyDefaults()
 	}

@@ -16,6 +16,53 @@ const examplePath = "testdata/example.yaml"
 func wantExample() *Config {
 	return &Config{
 		Log: Log{Level: "info", Format: "json"},
+		Server: Server{
+			Addr:              "0.0.0.0:8080",
+			PublicURL:         "https://gateway.example.org/secondlook",
+			BodyLimit:         "2M",
+			RequestTimeout:    Duration(45 * time.Second),
+			ReadHeaderTimeout: Duration(5 * time.Second),
+			ShutdownTimeout:   Duration(30 * time.Second),
+			CORSOrigins:       []string{"https://ehr.stmary.example.org", "https://portal.onconet.example.org:8443"},
+		},
+		Redis: Redis{
+			URL:          "rediss://secondlook@redis.internal.example.org:6380/2",
+			ClusterAddrs: []string{},
+			Password:     "env:REDIS_PASSWORD",
+			Prefix:       "sl-prod:",
+		},
+		Keys: Keys{
+			TokenEncryption: []SymmetricKey{
+				{ID: "tok-2025-06", Secret: "env:SL_TOKEN_KEY_2025_06"},
+				{ID: "tok-2026-01", Secret: "file:/run/secrets/secondlook/token-2026-01"},
+			},
+			TokenEncryptionCurrent: "tok-2026-01",
+			Signing:                []SigningKey{{ID: "sig-2026-01", PrivateKey: "file:/etc/secondlook/keys/signing-2026-01.pem"}},
+			SigningCurrent:         "sig-2026-01",
+			Deid:                   SymmetricKey{ID: "deid-2025", Secret: "env:SL_DEID_KEY"},
+			CSRF:                   "env:SL_CSRF_SECRET",
+		},
+		Consent: Consent{Validity: Duration(336 * time.Hour)},
+		Callers: Callers{Issuers: []Issuer{
+			{
+				ID:       "st-mary-idp",
+				URL:      "https://login.stmary.example.org/realms/clinical",
+				Audience: "secondlook-gateway",
+				Clients:  []CallerClient{{ID: "ehr-st-mary", Name: "St. Mary's EHR", Kind: "ehr"}},
+			},
+			{
+				ID:       "onconet",
+				URL:      "https://auth.onconet.example.org/",
+				Audience: "https://gateway.example.org/secondlook",
+				Clients:  []CallerClient{{ID: "0oa1b2C3onco", Name: "Oncology Second Opinions", Kind: "provider"}},
+			},
+		}},
+		Assembly: Assembly{
+			Workers:     4,
+			MaxAttempts: 6,
+			BaseDelay:   Duration(10 * time.Second),
+			Visibility:  Duration(5 * time.Minute),
+		},
 		Sources: []Source{
 			{
 				ID:                "st-mary",
@@ -72,6 +119,29 @@ func wantExample() *Config {
 			},
 		},
 	}
+}
+
+// wantDefaults is the empty config after ApplyDefaults. The defaults are spelled out here rather than taken from the
+// package's constants, so changing a default fails this test.
+func wantDefaults() *Config {
+	return &Config{
+		Log: Log{Level: "info", Format: "json"},
+		Server: Server{
+			Addr:              "127.0.0.1:8080",
+			BodyLimit:         "1M",
+			RequestTimeout:    Duration(30 * time.Second),
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			ShutdownTimeout:   Duration(20 * time.Second),
+		},
+		Redis:    Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "secondlook:"},
+		Consent:  Consent{Validity: Duration(720 * time.Hour)},
+		Assembly: Assembly{Workers: 2, MaxAttempts: 5, BaseDelay: Duration(5 * time.Second), Visibility: Duration(2 * time.Minute)},
+	}
+}
+
+func withSources(c *Config, sources ...Source) *Config {
+	c.Sources = sources
+	return c
 }
 
 // wantDefaultSource is a source with only its required fields set, after ApplyDefaults. The defaults are spelled out
@@ -152,22 +222,22 @@ func TestLoadAppliesDefaults(t *testing.T) {
 		{
 			name:    "empty file",
 			content: "",
-			want:    &Config{Log: Log{Level: "info", Format: "json"}},
+			want:    wantDefaults(),
 		},
 		{
 			name:    "comments only",
 			content: "# nothing configured yet\n",
-			want:    &Config{Log: Log{Level: "info", Format: "json"}},
+			want:    wantDefaults(),
 		},
 		{
 			name:    "null document",
 			content: "~\n",
-			want:    &Config{Log: Log{Level: "info", Format: "json"}},
+			want:    wantDefaults(),
 		},
 		{
 			name:    "minimal source",
 			content: minimalYAML,
-			want:    &Config{Log: Log{Level: "info", Format: "json"}, Sources: []Source{wantDefaultSource()}},
+			want:    withSources(wantDefaults(), wantDefaultSource()),
 		},
 		{
 			name: "private_key_jwt gets RS384",
@@ -183,7 +253,7 @@ func TestLoadAppliesDefaults(t *testing.T) {
 				s := wantDefaultSource()
 				s.ID, s.Name, s.Kind, s.FHIRBaseURL = "on-hie", "HIE", "provincial", "https://hie.example.ca/fhir"
 				s.Auth = Auth{ClientID: "gw", Method: "private_key_jwt", PrivateKey: "file:/k.pem", KeyID: "k1", SigningAlg: "RS384"}
-				return &Config{Log: Log{Level: "info", Format: "json"}, Sources: []Source{s}}
+				return withSources(wantDefaults(), s)
 			}(),
 		},
 	}
@@ -205,7 +275,8 @@ func TestLoadEmptyPath(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	want := &Config{Log: Log{Level: "info", Format: "text"}}
+	want := wantDefaults()
+	want.Log.Format = "text"
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load mismatch (-want +got):\n%s", diff)
 	}

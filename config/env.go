@@ -137,7 +137,8 @@ func (r *envResolver) resolveList(list reflect.Value, rest, path string) []envTa
 		matched = true
 		elemPath := path + "[" + key + "]"
 		for _, tg := range r.resolve(elem, sub, elemPath) {
-			tg.isKey = tg.path == elemPath+"."+keyField
+			// An inner list may already have marked its own key field.
+			tg.isKey = tg.isKey || tg.path == elemPath+"."+keyField
 			out = append(out, tg)
 		}
 	}

@@ -49,6 +49,12 @@ func (r SecretRef) check() (scheme, target string, err error) {
 	return "", "", errSecretRefSyntax
 }
 
+// wellFormed reports whether r is a syntactically valid, non-empty reference.
+func (r SecretRef) wellFormed() bool {
+	_, _, err := r.check()
+	return err == nil
+}
+
 // String returns the reference, or a placeholder if r is not a well-formed reference (and so may be a literal
 // secret pasted into the config by mistake), so that printing a Config with %v or %+v never shows a secret.
 func (r SecretRef) String() string {

@@ -66,16 +66,66 @@ const (
 	minBaseDelay      = time.Millisecond
 	maxBaseDelay      = time.Minute
 	maxMaxDelay       = 5 * time.Minute
+
+	minBodyLimit          = 1000             // "1K"
+	maxBodyLimit          = 64 * 1000 * 1000 // "64M"
+	minServerTimeout      = time.Second
+	maxServerTimeout      = 5 * time.Minute
+	maxReadHeaderTimeout  = time.Minute
+	minConsentValidity    = time.Hour
+	maxConsentValidity    = 8760 * time.Hour
+	maxAssemblyWorkers    = 64
+	maxAssemblyAttempts   = 20
+	minAssemblyBaseDelay  = 100 * time.Millisecond
+	maxAssemblyBaseDelay  = 10 * time.Minute
+	minAssemblyVisibility = 10 * time.Second
+	maxAssemblyVisibility = time.Hour
+	maxRedisPrefixLen     = 64
+	maxAudienceLen        = 1024
+	loopbackHint          = "loopback (127.0.0.0/8, ::1, localhost)"
+	httpsUnlessLoopback   = "must use https unless the host is " + loopbackHint
+	userInfoForbidden     = "must not contain user information"
+	originSyntax          = "must be an origin, scheme://host[:port], without path, query or fragment"
 )
 
-var sourceIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+var (
+	// sourceIDRE is the syntax of the ids of sources, issuers and keys.
+	sourceIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	// clientIDRE is the syntax of caller client ids, which issuers choose: mixed case and underscores are common.
+	clientIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+)
 
 // Validate reports every problem in c at once as a *ValidationError, or returns nil. It expects ApplyDefaults to
-// have run (Load does both): a setting left empty is reported, not defaulted. It does not modify c.
+// have run (Load does both): a setting left empty is reported, not defaulted. It checks the syntax of secret
+// references but reads no secret, and it does not require what only serving needs; see [Config.ValidateForServe].
+// It does not modify c.
 func (c *Config) Validate() error {
-	var v validator
+	return c.validate().err()
+}
+
+// ValidateForServe reports, as one *ValidationError, every problem Validate finds and everything `secondlook serve`
+// additionally needs: server.public_url; at least one keys.token_encryption key and one keys.signing key (each with
+// a current key); keys.deid and keys.csrf; at least one source; and at least one caller issuer, with at least one
+// client of kind ehr and one of kind provider among all issuers. It also reads every well-formed secret reference
+// the gateway will use (keys, redis.password, and the sources' client secrets and private keys) and checks what it
+// finds: token encryption keys decode from base64 to exactly 32 bytes (AES-256) and the de-identification key to at
+// least 32, the CSRF secret is at least 32 bytes, and private keys parse and suit their use. Problems name the reference, never the secret. It does not modify c.
+func (c *Config) ValidateForServe() error {
+	v := c.validate()
+	v.serve(c)
+	return v.err()
+}
+
+func (c *Config) validate() *validator {
+	v := &validator{}
 	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
 	v.oneOf("log.format", c.Log.Format, LogFormatJSON, LogFormatText)
+	v.server(&c.Server)
+	v.redis(&c.Redis)
+	v.keys(&c.Keys)
+	v.durationRange("consent.validity", c.Consent.Validity, minConsentValidity, maxConsentValidity)
+	v.callers(&c.Callers)
+	v.assembly(&c.Assembly)
 
 	labels := sourceLabels(c.Sources)
 	firstByID := make(map[string]int, len(c.Sources))
@@ -88,24 +138,31 @@ func (c *Config) Validate() error {
 		}
 		v.source(labels[i], s)
 	}
-	if len(v.problems) == 0 {
-		return nil
-	}
-	return &ValidationError{Problems: v.problems}
+	return v
 }
 
 // sourceLabels names each source in problem paths by its id when that id is valid and unique, else by its index.
 func sourceLabels(sources []Source) []string {
-	count := make(map[string]int, len(sources))
-	for _, s := range sources {
-		count[s.ID]++
-	}
-	labels := make([]string, len(sources))
+	ids := make([]string, len(sources))
 	for i, s := range sources {
-		if sourceIDRE.MatchString(s.ID) && count[s.ID] == 1 {
-			labels[i] = "sources[" + s.ID + "]"
+		ids[i] = s.ID
+	}
+	return entryLabels("sources", ids, sourceIDRE)
+}
+
+// entryLabels names each entry of the keyed list at path by its id when that id matches re and is unique in ids,
+// else by its index.
+func entryLabels(path string, ids []string, re *regexp.Regexp) []string {
+	count := make(map[string]int, len(ids))
+	for _, id := range ids {
+		count[id]++
+	}
+	labels := make([]string, len(ids))
+	for i, id := range ids {
+		if re.MatchString(id) && count[id] == 1 {
+			labels[i] = path + "[" + id + "]"
 		} else {
-			labels[i] = "sources[" + strconv.Itoa(i) + "]"
+			labels[i] = path + "[" + strconv.Itoa(i) + "]"
 		}
 	}
 	return labels
@@ -113,6 +170,13 @@ func sourceLabels(sources []Source) []string {
 
 type validator struct {
 	problems []Problem
+}
+
+func (v *validator) err() error {
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: v.problems}
 }
 
 func (v *validator) add(path, format string, args ...any) {
@@ -151,22 +215,8 @@ func (v *validator) durationRange(path string, got Duration, lo, hi time.Duratio
 func (v *validator) source(label string, s *Source) {
 	p := func(key string) string { return label + "." + key }
 
-	if !sourceIDRE.MatchString(s.ID) {
-		if s.ID == "" {
-			v.add(p("id"), "is required")
-		} else {
-			v.add(p("id"), "must match %s; got %q", sourceIDRE.String(), s.ID)
-		}
-	}
-
-	switch {
-	case strings.TrimSpace(s.Name) == "":
-		v.add(p("name"), "is required")
-	case utf8.RuneCountInString(s.Name) > maxNameRunes:
-		v.add(p("name"), "must be at most %d characters; got %d", maxNameRunes, utf8.RuneCountInString(s.Name))
-	case !utf8.ValidString(s.Name) || strings.ContainsFunc(s.Name, unicode.IsControl):
-		v.add(p("name"), "must be valid UTF-8 without control characters")
-	}
+	v.id(p("id"), s.ID, sourceIDRE)
+	v.displayName(p("name"), s.Name)
 
 	v.oneOf(p("kind"), s.Kind, KindHospital, KindProvincial)
 	v.baseURL(p("fhir_base_url"), s.FHIRBaseURL, s.AllowInsecureHTTP)
@@ -225,23 +275,63 @@ func (v *validator) source(label string, s *Source) {
 	}
 }
 
+// id checks a required id against re.
+func (v *validator) id(path, id string, re *regexp.Regexp) {
+	switch {
+	case id == "":
+		v.add(path, "is required")
+	case !re.MatchString(id):
+		v.add(path, "must match %s; got %q", re.String(), id)
+	}
+}
+
+// displayName checks a required name shown to people.
+func (v *validator) displayName(path, name string) {
+	switch {
+	case strings.TrimSpace(name) == "":
+		v.add(path, "is required")
+	case utf8.RuneCountInString(name) > maxNameRunes:
+		v.add(path, "must be at most %d characters; got %d", maxNameRunes, utf8.RuneCountInString(name))
+	case !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl):
+		v.add(path, "must be valid UTF-8 without control characters")
+	}
+}
+
 // baseURL checks a FHIR base URL. Messages never quote the URL, which may carry credentials in its user information.
 func (v *validator) baseURL(path, raw string, allowInsecure bool) {
+	v.httpURL(path, raw, urlRules{
+		userInfo:      userInfoForbidden + "; credentials belong in auth",
+		https:         httpsUnlessLoopback + " or allow_insecure_http is set",
+		allowInsecure: allowInsecure,
+	})
+}
+
+// urlRules are the messages and options of httpURL.
+type urlRules struct {
+	userInfo      string // reported when the URL has user information
+	https         string // reported when the URL uses http on a host that is not loopback
+	allowInsecure bool   // accept http on any host
+}
+
+// httpURL checks a required absolute http(s) URL without user information, query or fragment, reporting every
+// problem found. It returns the parsed URL, or nil if it is too broken to check further. Messages never quote the
+// URL, which may carry credentials in its user information.
+func (v *validator) httpURL(path, raw string, rules urlRules) *url.URL {
 	if raw == "" {
 		v.add(path, "is required")
-		return
+		return nil
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		v.add(path, "is not a valid URL")
-		return
+		return nil
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Opaque != "" || u.Host == "" {
 		v.add(path, "must be an absolute http or https URL with a host")
-		return
+		return nil
 	}
 	if u.User != nil {
-		v.add(path, "must not contain user information; credentials belong in auth")
+		v.add(path, "%s", rules.userInfo)
 	}
 	if u.RawQuery != "" || u.ForceQuery {
 		v.add(path, "must not have a query")
@@ -249,9 +339,10 @@ func (v *validator) baseURL(path, raw string, allowInsecure bool) {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		v.add(path, "must not have a fragment")
 	}
-	if u.Scheme == "http" && !allowInsecure && !isLoopback(u.Hostname()) {
-		v.add(path, "must use https unless the host is loopback (127.0.0.0/8, ::1, localhost) or allow_insecure_http is set")
+	if u.Scheme == "http" && !rules.allowInsecure && !isLoopback(u.Hostname()) {
+		v.add(path, "%s", rules.https)
 	}
+	return u
 }
 
 func isLoopback(host string) bool {
