@@ -53,7 +53,7 @@ func decodeBase64(s string) ([]byte, error) {
 	return nil, errors.New("not base64")
 }
 
-// signer reads and parses the key, checking that it is a kind the packet signer accepts. Errors name the
+// Signer reads and parses the key, checking that it is a kind the packet signer accepts. Errors name the
 // reference, never the key material.
 func (k SigningKey) Signer() (crypto.Signer, error) {
 	raw, err := k.PrivateKey.Resolve()
