@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 )
@@ -37,12 +38,29 @@ func problemf(status int, detail string) *Problem {
 // errorHandler is the one place where an error becomes an HTTP status and body. Known error values map to their
 // status; anything else is a 500 whose details go to the log (errors in this code base carry no PHI) and whose
 // body says only that something went wrong.
-func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
+func errorHandler(logger *slog.Logger, pg *pages) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
 		}
+		var pe *pageError
+		if errors.As(err, &pe) {
+			renderMessage(c, pg, logger, pe)
+			return
+		}
 		p := toProblem(err)
+		if wantsHTML(c) && pg != nil {
+			if p.Status >= 500 {
+				logger.LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
+					slog.String("route", c.Path()), slog.String("error", err.Error()))
+			}
+			key := "error.generic"
+			if p.Status == http.StatusNotFound {
+				key = "error.notfound"
+			}
+			renderMessage(c, pg, logger, &pageError{status: p.Status, key: key})
+			return
+		}
 		if p.Status >= 500 {
 			logger.LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
 				slog.String("route", c.Path()), slog.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
@@ -87,4 +105,19 @@ func toProblem(err error) *Problem {
 		return problemf(http.StatusServiceUnavailable, "The request took too long; try again.")
 	}
 	return problemf(http.StatusInternalServerError, "Something went wrong on our side. It has been logged.")
+}
+
+// wantsHTML reports whether the request comes from a browser page (the patient's pages) rather than an API client.
+func wantsHTML(c echo.Context) bool {
+	accept := c.Request().Header.Get("Accept")
+	return strings.Contains(accept, "text/html")
+}
+
+func renderMessage(c echo.Context, pg *pages, logger *slog.Logger, pe *pageError) {
+	l := negotiate(c)
+	v := messageView{L: l, Message: l.T(pe.key, pe.args...), Back: pe.back}
+	if err := pg.render(c, pe.status, "message", v); err != nil {
+		logger.LogAttrs(c.Request().Context(), slog.LevelError, "render message page", slog.String("error", err.Error()))
+		_ = c.String(http.StatusInternalServerError, "Internal server error")
+	}
 }

@@ -23,6 +23,12 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// JWKS returns the gateway's public keys, served at /.well-known/jwks.json.
 	JWKS func() ([]byte, error)
+	// Consent enables the patient's consent pages; nil leaves them out.
+	Consent *ConsentConfig
+	// Reviews enables the review and packet APIs; nil leaves them out.
+	Reviews *ReviewsConfig
+	// OpenAPI is the API description served at /openapi.yaml.
+	OpenAPI []byte
 }
 
 // mounter is a handler that adds its own routes.
@@ -46,10 +52,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
+	pg, err := loadPages()
+	if err != nil {
+		return nil, err
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.HTTPErrorHandler = errorHandler(cfg.Logger, pg)
 	e.Use(
 		securityHeaders(),
 		middleware.RequestID(),
@@ -65,11 +75,41 @@ func New(cfg Config) (*Server, error) {
 		middleware.BodyLimit(cfg.BodyLimit),
 		middleware.ContextTimeout(cfg.RequestTimeout),
 	)
-	for _, m := range []mounter{
+	ms := []mounter{
 		health{ready: cfg.Ready},
 		static{},
-		wellKnown{jwks: cfg.JWKS},
-	} {
+		wellKnown{jwks: cfg.JWKS, openapi: cfg.OpenAPI},
+	}
+	if cfg.Consent != nil {
+		cc := *cfg.Consent
+		if err := cc.validate(); err != nil {
+			return nil, err
+		}
+		if cc.Now == nil {
+			cc.Now = time.Now
+		}
+		if cc.Logger == nil {
+			cc.Logger = cfg.Logger
+		}
+		ms = append(ms, &consentFlow{ConsentConfig: cc, pages: pg})
+	}
+	if cfg.Reviews != nil {
+		rc := *cfg.Reviews
+		if rc.Callers == nil || rc.Store == nil {
+			return nil, errors.New("reviews: callers and store are required")
+		}
+		if rc.Now == nil {
+			rc.Now = time.Now
+		}
+		if rc.Logger == nil {
+			rc.Logger = cfg.Logger
+		}
+		if rc.Validity <= 0 {
+			rc.Validity = 30 * 24 * time.Hour
+		}
+		ms = append(ms, &reviewAPI{ReviewsConfig: rc})
+	}
+	for _, m := range ms {
 		m.mount(e)
 	}
 	return &Server{e: e}, nil
@@ -151,10 +191,16 @@ func readyReason(err error) string {
 // wellKnown serves the gateway's public keys, so sources can verify its private_key_jwt client assertions and
 // providers its packet signatures.
 type wellKnown struct {
-	jwks func() ([]byte, error)
+	jwks    func() ([]byte, error)
+	openapi []byte
 }
 
 func (w wellKnown) mount(e *echo.Echo) {
+	if w.openapi != nil {
+		e.GET("/openapi.yaml", func(c echo.Context) error {
+			return c.Blob(http.StatusOK, "application/yaml", w.openapi)
+		})
+	}
 	if w.jwks == nil {
 		return
 	}

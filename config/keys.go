@@ -105,3 +105,16 @@ func parsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
 	}
 	return nil, fmt.Errorf("is a %T; want an ECDSA or RSA key", key)
 }
+
+// Signer reads and parses a private_key_jwt source's private key (PEM). Errors name the reference, never the key.
+func (a Auth) Signer() (crypto.Signer, error) {
+	raw, err := a.PrivateKey.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	k, err := parsePrivateKeyPEM(raw)
+	if err != nil {
+		return nil, fmt.Errorf("private key %s: %w", a.PrivateKey, err)
+	}
+	return k, nil
+}

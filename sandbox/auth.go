@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -53,8 +54,15 @@ type Client struct {
 	// signing RS384 or ES384 assertions (iss = sub = ID, aud = the token endpoint, exp at most 5 minutes ahead, a
 	// jti never used before).
 	JWKS []byte
-	// RedirectURIs are the client's redirect URIs, matched exactly.
+	// RedirectURIs are the client's redirect URIs, matched exactly. A client with a BackendAudience may have
+	// none: it then uses client_credentials only.
 	RedirectURIs []string
+	// BackendAudience, if set, lets the client use SMART Backend Services: grant_type=client_credentials,
+	// authenticated with private_key_jwt only (so it needs a JWKS), for system/ scopes. The access token is then a
+	// JWT for another server, typically the gateway: signed RS256 with the site's key (published at the issuer's
+	// jwks_uri), aud = BackendAudience, at most 5 minutes long, never a refresh token. The site's own FHIR server
+	// does not accept it.
+	BackendAudience string
 }
 
 // validate reports every problem of o at once.
@@ -89,7 +97,15 @@ func (o *AuthOptions) validate(site string) []error {
 				bad("client %d: %v", i, err)
 			}
 		}
-		if len(c.RedirectURIs) == 0 {
+		if c.BackendAudience != "" {
+			if len(c.JWKS) == 0 {
+				bad("client %d: a BackendAudience needs a JWKS (backend services authenticate with private_key_jwt)", i)
+			}
+			if strings.TrimSpace(c.BackendAudience) == "" || len(c.BackendAudience) > maxBackendAudienceLen ||
+				strings.ContainsFunc(c.BackendAudience, unicode.IsControl) {
+				bad("client %d: BackendAudience must be at most %d bytes, not blank, without control characters", i, maxBackendAudienceLen)
+			}
+		} else if len(c.RedirectURIs) == 0 {
 			bad("client %d: no redirect URIs", i)
 		}
 		for _, u := range c.RedirectURIs {
@@ -130,6 +146,8 @@ type authClient struct {
 	redirects []string
 	version   int
 	loginPath string
+	// backendAudience is the aud of the client's client_credentials tokens; "" forbids that grant.
+	backendAudience string
 }
 
 var _ op.Client = (*authClient)(nil)
@@ -150,8 +168,18 @@ func (c *authClient) AuthMethod() oidc.AuthMethod {
 func (c *authClient) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
+
+// GrantTypes lists the client's grants: the code flow with refresh when it has redirect URIs, client_credentials
+// when it has a backend audience. The op library answers unauthorized_client for any other grant.
 func (c *authClient) GrantTypes() []oidc.GrantType {
-	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+	var out []oidc.GrantType
+	if len(c.redirects) > 0 {
+		out = append(out, oidc.GrantTypeCode, oidc.GrantTypeRefreshToken)
+	}
+	if c.backendAudience != "" {
+		out = append(out, oidc.GrantTypeClientCredentials)
+	}
+	return out
 }
 func (c *authClient) LoginURL(id string) string            { return c.loginPath + "?id=" + url.QueryEscape(id) }
 func (c *authClient) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
@@ -169,7 +197,8 @@ func (c *authClient) RestrictAdditionalAccessTokenScopes() func([]string) []stri
 
 // authServer is one site's SMART authorization server: the op library's LegacyServer with the SMART parts
 // overridden (launch context and aud at /authorize, the patient in token responses, RS384/ES384 client
-// assertions with jti replay protection, introspection with the patient) plus the patient sign-in page.
+// assertions with jti replay protection, introspection with the patient, client_credentials for backend clients
+// with JWT access tokens) plus the patient sign-in page.
 type authServer struct {
 	*op.LegacyServer
 	site     *Site
@@ -211,7 +240,7 @@ func newAuthServer(site *Site, o AuthOptions, logger *slog.Logger) (*authServer,
 	for _, c := range o.Clients {
 		ac := &authClient{
 			id: c.ID, secret: c.Secret, redirects: slices.Clone(c.RedirectURIs), version: version,
-			loginPath: "/" + site.name + "/auth/login",
+			loginPath: "/" + site.name + "/auth/login", backendAudience: c.BackendAudience,
 		}
 		if len(c.JWKS) > 0 {
 			set, err := parseClientJWKS(c.JWKS)
@@ -360,7 +389,7 @@ func (a *authServer) scopesSupported() []string {
 	for _, t := range a.site.resourceTypes() {
 		out = append(out, "patient/"+t+"."+perm)
 	}
-	return out
+	return append(out, "system/*."+perm)
 }
 
 // Discovery serves OpenID discovery with what this server really supports.
@@ -378,7 +407,7 @@ func (a *authServer) Discovery(ctx context.Context, r *op.Request[struct{}]) (*o
 	cfg.ScopesSupported = a.scopesSupported()
 	cfg.ResponseTypesSupported = []string{string(oidc.ResponseTypeCode)}
 	cfg.ResponseModesSupported = []string{string(oidc.ResponseModeQuery)}
-	cfg.GrantTypesSupported = []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+	cfg.GrantTypesSupported = []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeClientCredentials}
 	cfg.TokenEndpointAuthMethodsSupported = methods
 	cfg.TokenEndpointAuthSigningAlgValuesSupported = algs
 	cfg.IntrospectionEndpointAuthMethodsSupported = methods
@@ -500,38 +529,51 @@ func (a *authServer) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.
 	return newTokenResponse(resp, rr.rt.patient), nil
 }
 
-// VerifyClient authenticates a client at the token and revocation endpoints.
+// VerifyClient authenticates a client at the token and revocation endpoints. client_credentials (SMART Backend
+// Services) is for clients with a backend audience, authenticated with private_key_jwt only.
 func (a *authServer) VerifyClient(ctx context.Context, r *op.Request[op.ClientCredentials]) (op.Client, error) {
-	return a.authenticateClient(ctx, r.Header, r.URL, r.Data)
+	c, method, err := a.authenticateClient(ctx, r.Header, r.URL, r.Data)
+	if err != nil {
+		return nil, err
+	}
+	if oidc.GrantType(r.Form.Get("grant_type")) == oidc.GrantTypeClientCredentials {
+		if c.backendAudience == "" {
+			return nil, oidc.ErrUnauthorizedClient().WithDescription("this client may not use client_credentials")
+		}
+		if method != oidc.AuthMethodPrivateKeyJWT {
+			return nil, oidc.ErrInvalidClient().WithDescription("client_credentials requires private_key_jwt client authentication")
+		}
+	}
+	return c, nil
 }
 
 // authenticateClient accepts client_secret_basic or a private_key_jwt assertion, nothing else (no public clients,
-// no client_secret_post).
-func (a *authServer) authenticateClient(ctx context.Context, h http.Header, u *url.URL, cc *op.ClientCredentials) (*authClient, error) {
+// no client_secret_post), and reports which one the client used.
+func (a *authServer) authenticateClient(ctx context.Context, h http.Header, u *url.URL, cc *op.ClientCredentials) (*authClient, oidc.AuthMethod, error) {
 	if cc == nil {
-		return nil, oidc.ErrInvalidClient()
+		return nil, "", oidc.ErrInvalidClient()
 	}
 	if cc.ClientAssertion != "" || cc.ClientAssertionType != "" {
 		if cc.ClientAssertionType != oidc.ClientAssertionTypeJWTAssertion {
-			return nil, oidc.ErrInvalidClient().WithDescription("unsupported client_assertion_type")
+			return nil, "", oidc.ErrInvalidClient().WithDescription("unsupported client_assertion_type")
 		}
 		issuer := op.IssuerFromContext(ctx)
 		c, err := a.verifyAssertion(cc.ClientAssertion, []string{issuer + "/token", issuer + u.Path})
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if cc.ClientID != "" && cc.ClientID != c.id {
-			return nil, oidc.ErrInvalidClient().WithDescription("client_id does not match the assertion")
+			return nil, "", oidc.ErrInvalidClient().WithDescription("client_id does not match the assertion")
 		}
-		return c, nil
+		return c, oidc.AuthMethodPrivateKeyJWT, nil
 	}
 	if scheme, _, _ := strings.Cut(h.Get("Authorization"), " "); !strings.EqualFold(scheme, "Basic") {
-		return nil, oidc.ErrInvalidClient().WithDescription("authenticate with client_secret_basic or private_key_jwt")
+		return nil, "", oidc.ErrInvalidClient().WithDescription("authenticate with client_secret_basic or private_key_jwt")
 	}
 	if err := a.storage.AuthorizeClientIDSecret(ctx, cc.ClientID, cc.ClientSecret); err != nil {
-		return nil, oidc.ErrInvalidClient().WithDescription("invalid client credentials")
+		return nil, "", oidc.ErrInvalidClient().WithDescription("invalid client credentials")
 	}
-	return a.clients[cc.ClientID], nil
+	return a.clients[cc.ClientID], oidc.AuthMethodBasic, nil
 }
 
 // verifyAssertion checks a SMART client assertion: RS384 or ES384, signed by a key of the client's JWKS (by kid),
@@ -591,7 +633,7 @@ func (a *authServer) verifyAssertion(assertion string, auds []string) (*authClie
 
 // Introspect implements RFC 7662 for the site's clients: a token is active only for the client it was issued to.
 func (a *authServer) Introspect(ctx context.Context, r *op.Request[op.IntrospectionRequest]) (*op.Response, error) {
-	c, err := a.authenticateClient(ctx, r.Header, r.URL, r.Data.ClientCredentials)
+	c, _, err := a.authenticateClient(ctx, r.Header, r.URL, r.Data.ClientCredentials)
 	if err != nil {
 		return nil, err
 	}

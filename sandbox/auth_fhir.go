@@ -41,7 +41,7 @@ func (a *authServer) smartConfiguration(r *http.Request) *response {
 		TokenEndpoint:                     iss + "/token",
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "private_key_jwt"},
 		TokenEndpointAuthSigningAlgValuesSupported: []string{"RS384", "ES384"},
-		GrantTypesSupported:                        []string{"authorization_code", "refresh_token"},
+		GrantTypesSupported:                        []string{"authorization_code", "refresh_token", "client_credentials"},
 		ScopesSupported:                            a.scopesSupported(),
 		ResponseTypesSupported:                     []string{"code"},
 		CodeChallengeMethodsSupported:              []string{"S256"},
@@ -123,6 +123,11 @@ func (a *authServer) authenticate(r *http.Request) (*accessGrant, *response) {
 	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "Bearer") || token == "" || len(token) > maxBearerLength {
 		return nil, unauthorized("invalid_request", "send the access token as Authorization: Bearer")
+	}
+	if strings.Count(token, ".") == 2 {
+		// A JWT: this server's own access tokens are opaque, and the JWTs its authorization server signs
+		// (client_credentials) are for the backend audience, never for this FHIR server.
+		return nil, unauthorized("invalid_token", "the access token is not for this server")
 	}
 	id, ok := a.accessTokenID(token)
 	if !ok {

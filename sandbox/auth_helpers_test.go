@@ -295,7 +295,7 @@ func basicAuth(id, secret string) clientAuth {
 	}
 }
 
-// assertionClaims describes a client assertion; zero fields get valid defaults.
+// assertionClaims describes a client assertion; zero fields get valid defaults, and jti "-" leaves the jti out.
 type assertionClaims struct {
 	alg      jose.SignatureAlgorithm
 	kid      string
@@ -325,8 +325,11 @@ func (e *authEnv) assertion(t testing.TB, c assertionClaims) string {
 	if c.aud == "" {
 		c.aud = e.issuer() + "/token"
 	}
-	if c.jti == "" {
+	switch c.jti {
+	case "":
 		c.jti = randomID(12)
+	case "-":
+		c.jti = ""
 	}
 	if c.exp == 0 {
 		c.exp = 4 * time.Minute
@@ -337,9 +340,13 @@ func (e *authEnv) assertion(t testing.TB, c assertionClaims) string {
 		t.Fatalf("signer: %v", err)
 	}
 	now := time.Now()
+	iat := now
+	if c.exp < 0 { // an expired assertion was issued before it expired, so only its exp is wrong
+		iat = now.Add(c.exp - time.Minute)
+	}
 	tok, err := jwt.Signed(signer).Claims(jwt.Claims{
 		Issuer: c.iss, Subject: c.iss, Audience: jwt.Audience{c.aud}, ID: c.jti,
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(c.exp)),
+		IssuedAt: jwt.NewNumericDate(iat), Expiry: jwt.NewNumericDate(now.Add(c.exp)),
 	}).Serialize()
 	if err != nil {
 		t.Fatalf("sign assertion: %v", err)

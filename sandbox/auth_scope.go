@@ -88,6 +88,40 @@ func normalizeScopes(scopes []string, version int) []string {
 	return out
 }
 
+// systemScopeGranted reports whether a backend client (client_credentials) gets the SMART system/ scope s, which
+// is then granted exactly as asked:
+//   - v2 sites: system/T.rs, system/T.r, system/T.s and the v1 form system/T.read, T a resource type or "*";
+//   - v1 sites: system/T.read only;
+//   - never: write scopes, v2 scopes with a query, and anything that is not a system/ scope.
+func systemScopeGranted(s string, version int) bool {
+	rest, found := strings.CutPrefix(s, "system/")
+	if !found {
+		return false
+	}
+	typ, perm, found := strings.Cut(rest, ".")
+	if !found || (typ != "*" && !validType(typ)) {
+		return false
+	}
+	switch perm {
+	case "read":
+		return true
+	case "rs", "r", "s":
+		return version >= 2
+	}
+	return false
+}
+
+// systemScopes keeps, in order and without duplicates, the requested scopes a backend client gets.
+func systemScopes(requested []string, version int) []string {
+	var out []string
+	for _, s := range requested {
+		if systemScopeGranted(s, version) && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // scopeAllowed reports whether the site could grant s in some form.
 func scopeAllowed(s string, version int) bool {
 	if slices.Contains(contextScopes, s) {

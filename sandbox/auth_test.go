@@ -60,7 +60,7 @@ func TestAuthDiscovery(t *testing.T) {
 			for k, want := range map[string][]string{
 				"token_endpoint_auth_methods_supported":            {"client_secret_basic", "private_key_jwt"},
 				"token_endpoint_auth_signing_alg_values_supported": {"ES384", "RS384"},
-				"grant_types_supported":                            {"authorization_code", "refresh_token"},
+				"grant_types_supported":                            {"authorization_code", "client_credentials", "refresh_token"},
 				"response_types_supported":                         {"code"},
 				"code_challenge_methods_supported":                 {"S256"},
 			} {
@@ -69,9 +69,9 @@ func TestAuthDiscovery(t *testing.T) {
 				}
 			}
 			perm, other := "permission-v2", "permission-v1"
-			scope := "patient/Observation.rs"
+			scope, system := "patient/Observation.rs", "system/*.rs"
 			if version == 1 {
-				perm, other, scope = other, perm, "patient/Observation.read"
+				perm, other, scope, system = other, perm, "patient/Observation.read", "system/*.read"
 			}
 			caps := strs(sc["capabilities"])
 			for _, c := range []string{"launch-standalone", "launch-ehr", "client-confidential-symmetric",
@@ -86,13 +86,21 @@ func TestAuthDiscovery(t *testing.T) {
 					t.Errorf("capabilities %v include %s", caps, c)
 				}
 			}
-			if !slices.Contains(strs(sc["scopes_supported"]), scope) {
-				t.Errorf("scopes_supported %v lack %s", sc["scopes_supported"], scope)
+			for _, want := range []string{scope, system} {
+				if !slices.Contains(strs(sc["scopes_supported"]), want) {
+					t.Errorf("scopes_supported %v lack %s", sc["scopes_supported"], want)
+				}
 			}
 
 			oidcDoc := e.getJSON(t, iss+"/.well-known/openid-configuration")
 			if oidcDoc["issuer"] != iss || oidcDoc["token_endpoint"] != iss+"/token" || oidcDoc["jwks_uri"] != iss+"/jwks" {
 				t.Errorf("OpenID discovery: %v", oidcDoc)
+			}
+			if !slices.Contains(strs(oidcDoc["grant_types_supported"]), "client_credentials") {
+				t.Errorf("OpenID grant_types_supported %v lack client_credentials", oidcDoc["grant_types_supported"])
+			}
+			if !slices.Contains(strs(oidcDoc["scopes_supported"]), system) {
+				t.Errorf("OpenID scopes_supported %v lack %s", oidcDoc["scopes_supported"], system)
 			}
 			if diff := cmp.Diff([]string{"S256"}, strs(oidcDoc["code_challenge_methods_supported"])); diff != "" {
 				t.Errorf("OpenID code_challenge_methods_supported (-want +got):\n%s", diff)

@@ -12,6 +12,12 @@
 // (401 without one; 403 for a resource type or another patient's search the token does not cover; another
 // patient's resource reads as 404) and serves <base>/.well-known/smart-configuration without one.
 //
+// The authorization server also issues tokens for another server, such as the gateway's API: SMART Backend
+// Services (client_credentials with a private_key_jwt assertion, system/ scopes) for clients with a
+// Client.BackendAudience. Those access tokens are RS256 JWTs signed with the site's key and verifiable after
+// OpenID discovery at the issuer, with aud = the backend audience, at most five minutes long and without a refresh
+// token; the site's own FHIR server refuses them.
+//
 // Production code never imports this package. It keeps everything in memory, serves JSON only and never logs
 // resource content, names, identifiers or tokens: request logs carry the site, the interaction, the resource type
 // and the status, not the path or query. (The op library logs authorization errors through the default slog

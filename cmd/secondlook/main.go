@@ -25,6 +25,8 @@ func commands() map[string]command {
 		"sandbox": {summary: "run the sandbox hospital FHIR server (test and demo peer)", run: runSandbox},
 		"fetch":   {summary: "retrieve one patient's records from a FHIR source into NDJSON files", run: runFetch},
 		"deid":    {summary: "de-identify one patient's FHIR R4 records into a review Bundle", run: runDeid},
+		"demo":    {summary: "run the whole flow on this machine: sandbox, gateway, Redis", run: runDemo},
+		"serve":   {summary: "run the gateway from a config file (API, consent pages, workers)", run: runServe},
 	}
 }
 

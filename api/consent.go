@@ -1,0 +1,396 @@
+package api
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"secondlook/auth"
+	"secondlook/consent"
+	"secondlook/review"
+	"secondlook/store"
+)
+
+// reviewStore is what the consent flow needs of review storage.
+type reviewStore interface {
+	GetReview(ctx context.Context, id string) (*review.Review, error)
+	// MoveReview moves the review to state to if it is in one of from, atomically, and returns it as it is now.
+	MoveReview(ctx context.Context, id string, from []review.State, to review.State, reason string) (*review.Review, error)
+}
+
+// consentStore keeps the patient's decisions, one per source of a review.
+type consentStore interface {
+	SaveConsent(ctx context.Context, rec consent.Record) error
+	Consents(ctx context.Context, reviewID string) ([]consent.Record, error)
+}
+
+// authorizer is the SMART client as the consent flow uses it.
+type authorizer interface {
+	Begin(ctx context.Context, r auth.BeginRequest) (string, error)
+	Complete(ctx context.Context, sourceID string, callback url.Values, binding string) (*auth.Grant, error)
+	Revoke(ctx context.Context, grantKey string) error
+}
+
+// SourceInfo is how a source is shown to the patient.
+type SourceInfo struct {
+	Name string
+	Kind string // hospital | provincial
+}
+
+// ConsentConfig holds the consent flow's dependencies.
+type ConsentConfig struct {
+	Reviews  reviewStore
+	Consents consentStore
+	Auth     authorizer
+	// Sources, Providers and Requesters give display names for configured ids.
+	Sources    map[string]SourceInfo
+	Providers  map[string]string
+	Requesters map[string]string
+	// CSRFKey keys the withdrawal form's token (at least 32 bytes).
+	CSRFKey []byte
+	// SecureCookies sets the session cookie's Secure flag and __Host- prefix; on for any https deployment.
+	SecureCookies bool
+	// OnConsented is called when the last source of a review is authorized (the assembly job is queued there).
+	OnConsented func(ctx context.Context, reviewID string) error
+	// OnWithdrawn is called after a withdrawal (packets are purged there).
+	OnWithdrawn func(ctx context.Context, reviewID string) error
+	Now         func() time.Time
+	Logger      *slog.Logger
+}
+
+// consentFlow serves the patient's pages: the consent page, the authorization at each source and its callback,
+// and withdrawal.
+type consentFlow struct {
+	ConsentConfig
+	pages *pages
+}
+
+func (f *consentFlow) mount(e *echo.Echo) {
+	e.GET("/consent/:review", f.show)
+	e.GET("/consent/:review/authorize/:source", f.authorize)
+	e.GET("/auth/callback/:source", f.callback)
+	e.POST("/consent/:review/withdraw", f.withdraw)
+}
+
+func (f *consentFlow) cookieName() string {
+	if f.SecureCookies {
+		return "__Host-secondlook"
+	}
+	return "secondlook"
+}
+
+// session returns the browser's binding (the SHA-256 of its session cookie), setting a new cookie when there is
+// none. The cookie is HttpOnly, SameSite=Lax (it must come back on the top-level redirect from the source).
+func (f *consentFlow) session(c echo.Context, create bool) (string, bool) {
+	if ck, err := c.Cookie(f.cookieName()); err == nil && len(ck.Value) >= 43 && len(ck.Value) <= 64 {
+		return bindingOf(ck.Value), true
+	}
+	if !create {
+		return "", false
+	}
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	v := base64.RawURLEncoding.EncodeToString(b[:])
+	c.SetCookie(&http.Cookie{Name: f.cookieName(), Value: v, Path: "/", HttpOnly: true, Secure: f.SecureCookies,
+		SameSite: http.SameSiteLaxMode})
+	return bindingOf(v), true
+}
+
+func bindingOf(cookie string) string {
+	s := sha256.Sum256([]byte(cookie))
+	return hex.EncodeToString(s[:])
+}
+
+func (f *consentFlow) csrfToken(reviewID, binding string) string {
+	m := hmac.New(sha256.New, f.CSRFKey)
+	fmt.Fprintf(m, "withdraw\x00%s\x00%s", reviewID, binding)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// pageError is an expected failure on a patient page: it renders the message page with a status.
+type pageError struct {
+	status int
+	key    string
+	args   []any
+	back   string
+}
+
+func (e *pageError) Error() string { return fmt.Sprintf("page error %d %s", e.status, e.key) }
+
+func (f *consentFlow) load(c echo.Context) (*review.Review, error) {
+	id := c.Param("review")
+	if !review.ValidID(id) {
+		return nil, &pageError{status: http.StatusNotFound, key: "error.notfound"}
+	}
+	r, err := f.Reviews.GetReview(c.Request().Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &pageError{status: http.StatusNotFound, key: "error.notfound"}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load review: %w", err)
+	}
+	if r.State == review.Expired || (r.State != review.Withdrawn && !f.Now().Before(r.ExpiresAt)) {
+		return nil, &pageError{status: http.StatusGone, key: "error.notfound"}
+	}
+	return r, nil
+}
+
+func (f *consentFlow) show(c echo.Context) error {
+	r, err := f.load(c)
+	if err != nil {
+		return err
+	}
+	binding, _ := f.session(c, true)
+	recs, err := f.Consents.Consents(c.Request().Context(), r.ID)
+	if err != nil {
+		return fmt.Errorf("load consents: %w", err)
+	}
+	return f.pages.render(c, http.StatusOK, "consent", f.view(c, r, recs, binding))
+}
+
+func (f *consentFlow) view(c echo.Context, r *review.Review, recs []consent.Record, binding string) consentView {
+	now := f.Now()
+	bySource := map[string]consent.Record{}
+	for _, rec := range recs {
+		bySource[rec.SourceID] = rec
+	}
+	v := consentView{
+		L:         negotiate(c),
+		Requester: displayName(f.Requesters, r.Requester),
+		Provider:  displayName(f.Providers, r.Provider),
+		Types:     r.ResourceTypes,
+		Until:     r.ExpiresAt,
+		Withdrawn: r.State == review.Withdrawn,
+	}
+	if len(v.Types) == 0 {
+		v.Types = []string{"DiagnosticReport", "ImagingStudy", "Condition"}
+	}
+	for _, s := range r.Sources {
+		info := f.Sources[s.Source]
+		sv := sourceView{ID: s.Source, Name: displayName(map[string]string{s.Source: info.Name}, s.Source), Kind: info.Kind, State: "pending",
+			AuthorizeURL: "/consent/" + r.ID + "/authorize/" + s.Source}
+		if rec, ok := bySource[s.Source]; ok {
+			switch {
+			case rec.Active(now):
+				sv.State = "granted"
+				sv.NotGranted = rec.Denied
+				v.CanWithdraw = true
+			case !rec.Withdrawn.IsZero():
+				sv.State = "withdrawn"
+			}
+		}
+		v.Sources = append(v.Sources, sv)
+	}
+	if v.Withdrawn {
+		v.CanWithdraw = false
+	}
+	if v.CanWithdraw {
+		v.WithdrawURL = "/consent/" + r.ID + "/withdraw"
+		v.CSRF = f.csrfToken(r.ID, binding)
+	}
+	return v
+}
+
+func displayName(m map[string]string, id string) string {
+	if n, ok := m[id]; ok && n != "" {
+		return n
+	}
+	return id
+}
+
+// authorize starts the SMART standalone launch at one source and sends the browser there.
+func (f *consentFlow) authorize(c echo.Context) error {
+	r, err := f.load(c)
+	if err != nil {
+		return err
+	}
+	if r.State != review.AwaitingConsent {
+		return &pageError{status: http.StatusConflict, key: "error.closed", back: "/consent/" + r.ID}
+	}
+	src := c.Param("source")
+	if !slices.ContainsFunc(r.Sources, func(s review.SourceRequest) bool { return s.Source == src }) {
+		return &pageError{status: http.StatusNotFound, key: "error.notfound"}
+	}
+	binding, _ := f.session(c, true)
+	to, err := f.Auth.Begin(c.Request().Context(), auth.BeginRequest{SourceID: src, ReviewID: r.ID, Binding: binding})
+	if err != nil {
+		f.Logger.LogAttrs(c.Request().Context(), slog.LevelWarn, "begin authorization failed", slog.String("source", src), slog.String("error", err.Error()))
+		return &pageError{status: http.StatusBadGateway, key: "error.auth", args: []any{f.Sources[src].Name}, back: "/consent/" + r.ID}
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Redirect(http.StatusFound, to)
+}
+
+// callback completes the authorization, checks the patient is the review's, records the Consent, and moves the
+// review on when every source is authorized.
+func (f *consentFlow) callback(c echo.Context) error {
+	ctx := c.Request().Context()
+	src := c.Param("source")
+	info, known := f.Sources[src]
+	if !known {
+		return &pageError{status: http.StatusNotFound, key: "error.notfound"}
+	}
+	binding, ok := f.session(c, false)
+	if !ok {
+		return &pageError{status: http.StatusBadRequest, key: "error.session"}
+	}
+	g, err := f.Auth.Complete(ctx, src, c.QueryParams(), binding)
+	if err != nil {
+		var ae *auth.AuthorizationError
+		switch {
+		case errors.As(err, &ae) && ae.Denied():
+			return &pageError{status: http.StatusOK, key: "error.denied", args: []any{info.Name}}
+		case errors.Is(err, auth.ErrBindingMismatch), errors.Is(err, auth.ErrInvalidState):
+			return &pageError{status: http.StatusBadRequest, key: "error.session"}
+		}
+		return &pageError{status: http.StatusBadGateway, key: "error.auth", args: []any{info.Name}}
+	}
+	r, err := f.Reviews.GetReview(ctx, g.ReviewID)
+	if err != nil {
+		_ = f.Auth.Revoke(ctx, g.Key)
+		return fmt.Errorf("load review after authorization: %w", err)
+	}
+	back := "/consent/" + r.ID
+	if r.State != review.AwaitingConsent {
+		_ = f.Auth.Revoke(ctx, g.Key)
+		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
+	}
+	for _, s := range r.Sources {
+		if s.Source == src && s.PatientID != "" && s.PatientID != g.Patient {
+			// The patient signed in as someone else than the review names: nothing is kept.
+			_ = f.Auth.Revoke(ctx, g.Key)
+			f.Logger.LogAttrs(ctx, slog.LevelWarn, "authorized patient is not the review's patient", slog.String("source", src))
+			return &pageError{status: http.StatusForbidden, key: "error.auth", args: []any{info.Name}, back: back}
+		}
+	}
+	granted := clinicalTypes(g.GrantedTypes)
+	if len(granted) == 0 {
+		_ = f.Auth.Revoke(ctx, g.Key)
+		return &pageError{status: http.StatusOK, key: "error.denied", args: []any{info.Name}, back: back}
+	}
+	id, err := review.NewID()
+	if err != nil {
+		return err
+	}
+	now := f.Now()
+	rec := consent.Record{
+		ID: id, ReviewID: r.ID, SourceID: src, SourceName: info.Name, PatientRef: "Patient/" + g.Patient,
+		ProviderID: r.Provider, ProviderName: displayName(f.Providers, r.Provider),
+		Granted: granted, Denied: clinicalTypes(g.DeniedTypes), Start: now, End: r.ExpiresAt,
+	}
+	if err := f.Consents.SaveConsent(ctx, rec); err != nil {
+		_ = f.Auth.Revoke(ctx, g.Key)
+		return fmt.Errorf("save consent: %w", err)
+	}
+	if err := f.maybeConsented(ctx, r); err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, back)
+}
+
+// clinicalTypes leaves out the types every grant includes for the gateway's own needs (Patient, and Observation,
+// which comes with DiagnosticReport).
+func clinicalTypes(types []string) []string {
+	var out []string
+	for _, t := range types {
+		if t != "Patient" && t != "Observation" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (f *consentFlow) maybeConsented(ctx context.Context, r *review.Review) error {
+	recs, err := f.Consents.Consents(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("load consents: %w", err)
+	}
+	now := f.Now()
+	for _, s := range r.Sources {
+		if !slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == s.Source && rec.Active(now) }) {
+			return nil
+		}
+	}
+	if _, err := f.Reviews.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
+		if errors.Is(err, review.ErrTransition) {
+			return nil // another request got there first
+		}
+		return fmt.Errorf("mark review consented: %w", err)
+	}
+	if f.OnConsented != nil {
+		if err := f.OnConsented(ctx, r.ID); err != nil {
+			return fmt.Errorf("start assembly: %w", err)
+		}
+	}
+	return nil
+}
+
+// withdraw ends the consent at once: the review is withdrawn (so no worker or provider proceeds), each grant is
+// revoked at its source and deleted, each Consent made inactive, and packets purged.
+func (f *consentFlow) withdraw(c echo.Context) error {
+	r, err := f.load(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	binding, ok := f.session(c, false)
+	if !ok || !hmac.Equal([]byte(c.FormValue("csrf")), []byte(f.csrfToken(r.ID, binding))) {
+		return &pageError{status: http.StatusForbidden, key: "error.session", back: "/consent/" + r.ID}
+	}
+	if r.State != review.Withdrawn {
+		from := []review.State{review.AwaitingConsent, review.Consented, review.Assembling, review.Ready}
+		if _, err := f.Reviews.MoveReview(ctx, r.ID, from, review.Withdrawn, "withdrawn by the patient"); err != nil && !errors.Is(err, review.ErrTransition) {
+			return fmt.Errorf("withdraw review: %w", err)
+		}
+	}
+	recs, err := f.Consents.Consents(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("load consents: %w", err)
+	}
+	now := f.Now()
+	var errs []error
+	for _, rec := range recs {
+		if rec.Withdrawn.IsZero() {
+			rec.Withdrawn = now
+			if err := f.Consents.SaveConsent(ctx, rec); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := f.Auth.Revoke(ctx, auth.GrantKey(r.ID, rec.SourceID)); err != nil && !errors.Is(err, auth.ErrNoGrant) {
+			// The local grant is gone all the same; the source's token expires on its own.
+			f.Logger.LogAttrs(ctx, slog.LevelWarn, "revocation at source failed", slog.String("source", rec.SourceID), slog.String("error", err.Error()))
+		}
+	}
+	if f.OnWithdrawn != nil {
+		if err := f.OnWithdrawn(ctx, r.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("withdraw: %w", err)
+	}
+	return c.Redirect(http.StatusSeeOther, "/consent/"+r.ID)
+}
+
+func (cc *ConsentConfig) validate() error {
+	var problems []error
+	if cc.Reviews == nil || cc.Consents == nil || cc.Auth == nil {
+		problems = append(problems, errors.New("consent: reviews, consents and auth are required"))
+	}
+	if len(cc.CSRFKey) < 32 {
+		problems = append(problems, errors.New("consent: the CSRF key must be at least 32 bytes"))
+	}
+	return errors.Join(problems...)
+}

@@ -1,0 +1,158 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"secondlook/audit"
+	"secondlook/review"
+	"secondlook/store"
+)
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+func isJSON(ct string) bool {
+	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
+	return mt == "application/json"
+}
+
+// packetSummary lists a packet shared with the caller.
+type packetSummary struct {
+	ID        string    `json:"id"`
+	ReviewID  string    `json:"review"`
+	Created   time.Time `json:"created"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	ETag      string    `json:"etag"`
+}
+
+func (a *reviewAPI) listPackets(c echo.Context) error {
+	ctx := c.Request().Context()
+	cl := callerOf(c)
+	ids, err := a.Store.ProviderReviews(ctx, cl.ID)
+	if err != nil {
+		return fmt.Errorf("list packets: %w", err)
+	}
+	out := []packetSummary{}
+	now := a.Now()
+	for _, id := range ids {
+		r, err := a.Store.GetReview(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("list packets: %w", err)
+		}
+		if r.Provider != cl.ID || r.State != review.Ready || !now.Before(r.ExpiresAt) {
+			continue
+		}
+		p, err := a.Store.GetPacket(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("list packets: %w", err)
+		}
+		out = append(out, packetSummary{ID: id, ReviewID: id, Created: p.Created, ExpiresAt: r.ExpiresAt, ETag: `"` + p.ETag + `"`})
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, map[string]any{"packets": out})
+}
+
+// packetFor loads the packet of review id for the calling provider. Another provider's packet, or none yet, is 404;
+// a withdrawn or expired one is 410 (and its bytes are already gone).
+func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.StoredPacket, error) {
+	ctx := c.Request().Context()
+	id := c.Param("id")
+	cl := callerOf(c)
+	if !review.ValidID(id) {
+		return nil, problemf(http.StatusNotFound, "There is no such packet.")
+	}
+	r, err := a.Store.GetReview(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, problemf(http.StatusNotFound, "There is no such packet.")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get review: %w", err)
+	}
+	if r.Provider != cl.ID {
+		a.record(ctx, audit.Event{Action: action, Outcome: audit.Denied, ClientID: cl.ID, ReviewID: id})
+		return nil, problemf(http.StatusNotFound, "There is no such packet.")
+	}
+	r = effective(r, a.Now())
+	switch r.State {
+	case review.Withdrawn, review.Expired:
+		a.record(ctx, audit.Event{Action: action, Outcome: audit.Denied, ClientID: cl.ID, ReviewID: id})
+		return nil, problemf(http.StatusGone, "This packet is no longer available: the consent was withdrawn or has expired.")
+	case review.Ready:
+	default:
+		return nil, problemf(http.StatusNotFound, "There is no such packet.")
+	}
+	p, err := a.Store.GetPacket(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, problemf(http.StatusGone, "This packet is no longer available.")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get packet: %w", err)
+	}
+	a.record(ctx, audit.Event{Action: action, Outcome: audit.Success, ClientID: cl.ID, ReviewID: id})
+	return p, nil
+}
+
+func (a *reviewAPI) getPacket(c echo.Context) error {
+	p, err := a.packetFor(c, audit.PacketRead)
+	if err != nil {
+		return err
+	}
+	etag := `"` + p.ETag + `"`
+	h := c.Response().Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "private, no-cache")
+	h.Set("Vary", "Accept-Encoding")
+	if inm := c.Request().Header.Get("If-None-Match"); inm != "" && etagMatch(inm, etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	if acceptsGzip(c.Request().Header.Get("Accept-Encoding")) {
+		h.Set("Content-Encoding", "gzip")
+		return c.Blob(http.StatusOK, "application/fhir+json", p.Gzip)
+	}
+	b, err := p.Bundle()
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, "application/fhir+json", b)
+}
+
+func (a *reviewAPI) getReport(c echo.Context) error {
+	p, err := a.packetFor(c, audit.ReportRead)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "private, no-cache")
+	return c.Blob(http.StatusOK, "application/json", p.Report)
+}
+
+func etagMatch(header, etag string) bool {
+	for _, part := range strings.Split(header, ",") {
+		p := strings.TrimSpace(part)
+		if p == "*" || p == etag || strings.TrimPrefix(p, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+func acceptsGzip(h string) bool {
+	for _, part := range strings.Split(h, ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && !strings.Contains(strings.ReplaceAll(params, " ", ""), "q=0") {
+			return true
+		}
+	}
+	return false
+}

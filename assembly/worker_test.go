@@ -1,0 +1,277 @@
+package assembly_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"secondlook/assembly"
+	"secondlook/consent"
+	"secondlook/fhir"
+	"secondlook/fhir/deid"
+	"secondlook/packet"
+	"secondlook/review"
+	"secondlook/sandbox"
+	"secondlook/store"
+	"secondlook/store/storetest"
+)
+
+const (
+	toddFile = "../testdata/synthea/Todd315_Stamm704_0ce18c7d-fd78-46d9-81b5-8bed231c337a.json"
+	todd     = "0ce18c7d-fd78-46d9-81b5-8bed231c337a"
+)
+
+type env struct {
+	store  *store.Store
+	worker *assembly.Worker
+	keys   *jose.JSONWebKeySet
+	site   map[string]*sandbox.Site
+}
+
+// identifiers are strings of Todd's record that must never reach a packet (checked independently of deid).
+var identifiers = []string{"Todd315", "Stamm704", todd, "999-35-5722", "S99927625", "555-788-5466", "Raynor Mall", "2002-07-15"}
+
+func newEnv(t *testing.T, newStore storetest.NewStore, update func(*assembly.Config)) *env {
+	t.Helper()
+	raw, err := os.ReadFile(toddFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.New(sandbox.Options{Sites: []sandbox.SiteOptions{
+		{Name: "hospital", Bundles: [][]byte{raw}},
+		{Name: "lab", Bundles: [][]byte{raw}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	sources := map[string]assembly.Source{}
+	for _, name := range []string{"hospital", "lab"} {
+		c, err := fhir.NewClient(fhir.Options{BaseURL: srv.URL + "/" + name + "/fhir", Retry: fhir.Retry{MaxAttempts: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind := "hospital"
+		if name == "lab" {
+			kind = "provincial"
+		}
+		sources[name] = assembly.Source{Client: c, Kind: kind}
+	}
+	s, _ := newStore(t)
+	if err := s.EnsureQueue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cfg := assembly.Config{
+		Reviews: s, Consents: s, Queue: s, Packets: s, Sources: sources,
+		Tokens:   func(string) fhir.TokenSource { return nil },
+		GrantKey: func(r, s string) string { return r + "/" + s },
+		Key:      deid.Key{ID: "k1", Secret: bytes.Repeat([]byte("s"), 32)},
+		Scan: func(inputs [][]byte, out []byte) error {
+			if err := deid.Scan(inputs, out); err != nil {
+				return err
+			}
+			for _, id := range identifiers {
+				if bytes.Contains(out, []byte(id)) {
+					return errors.New("identifier in packet")
+				}
+			}
+			return nil
+		},
+		Signer:   packet.Signer{Key: key, KeyID: "sig"},
+		Consumer: "test-worker", BaseDelay: 50 * time.Millisecond, Visibility: 2 * time.Second,
+	}
+	if update != nil {
+		update(&cfg)
+	}
+	w, err := assembly.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{store: s, worker: w, site: map[string]*sandbox.Site{"hospital": sb.Site("hospital"), "lab": sb.Site("lab")},
+		keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "sig"}}}}
+}
+
+// consented creates a review whose patient consented at both sites.
+func (e *env) consented(t *testing.T) *review.Review {
+	t.Helper()
+	ctx := context.Background()
+	r, _ := review.New("ehr", review.Request{
+		Sources:  []review.SourceRequest{{Source: "hospital", PatientID: todd}, {Source: "lab"}},
+		Provider: "onco", Question: "Is the forearm fracture healed?",
+	}, time.Now(), time.Hour)
+	if err := e.store.CreateReview(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []string{"hospital", "lab"} {
+		granted := []string{"DiagnosticReport", "ImagingStudy", "Condition"}
+		if src == "lab" {
+			granted = []string{"DiagnosticReport"}
+		}
+		if err := e.store.SaveConsent(ctx, consent.Record{ID: "c-" + src, ReviewID: r.ID, SourceID: src, PatientRef: "Patient/" + todd,
+			ProviderID: "onco", Granted: granted, Start: time.Now().Add(-time.Minute), End: r.ExpiresAt}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.store.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func runWorker(t *testing.T, w *assembly.Worker) context.CancelFunc {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return cancel
+}
+
+func waitState(t *testing.T, s *store.Store, id string, want review.State) *review.Review {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		r, err := s.GetReview(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State == want {
+			return r
+		}
+		if r.State.Final() {
+			t.Fatalf("review ended %s (%s), want %s", r.State, r.Reason, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("review did not reach %s", want)
+	return nil
+}
+
+func TestAssembleFromTwoSources(t *testing.T) {
+	e := newEnv(t, storetest.RealRedis, nil)
+	r := e.consented(t)
+	runWorker(t, e.worker)
+	if err := e.store.Enqueue(context.Background(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.store, r.ID, review.Ready)
+	p, err := e.store.GetPacket(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Bundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := packet.Verify(b, e.keys); err != nil {
+		t.Fatalf("packet does not verify: %v", err)
+	}
+	for _, id := range identifiers {
+		if bytes.Contains(b, []byte(id)) {
+			t.Errorf("packet contains %q", id)
+		}
+	}
+	counts := map[string]int{}
+	var doc struct {
+		Entry []struct {
+			Resource struct {
+				ResourceType string `json:"resourceType"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	_ = json.Unmarshal(b, &doc)
+	for _, en := range doc.Entry {
+		counts[en.Resource.ResourceType]++
+	}
+	// Both sites hold the same 19 reports: merged, each appears once.
+	if counts["DiagnosticReport"] != 19 || counts["Condition"] != 6 || counts["ImagingStudy"] != 1 || counts["Patient"] != 1 {
+		t.Errorf("counts %v", counts)
+	}
+	if p.Provider != "onco" || p.ETag == "" {
+		t.Errorf("stored packet %+v", p)
+	}
+	// Idempotent: a re-delivered job leaves the packet as it is.
+	if err := e.worker.Assemble(context.Background(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := e.store.GetPacket(context.Background(), r.ID)
+	if p2.ETag != p.ETag {
+		t.Error("a second assembly replaced the packet")
+	}
+}
+
+func TestFailingSourceRetriedThenReported(t *testing.T) {
+	e := newEnv(t, storetest.EmbeddedRedis, func(c *assembly.Config) { c.MaxAttempts = 2 })
+	r := e.consented(t)
+	e.site["lab"].Faults().Add(sandbox.Fault{Status: 503})
+	runWorker(t, e.worker)
+	if err := e.store.Enqueue(context.Background(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.store, r.ID, review.Ready)
+	p, _ := e.store.GetPacket(context.Background(), r.ID)
+	b, _ := p.Bundle()
+	if !bytes.Contains(b, []byte("HTTP 503")) {
+		t.Error("the packet does not say why the lab is missing")
+	}
+	if n := e.site["lab"].Requests(); n < 2 {
+		t.Errorf("the failing source was tried %d times, want a retry", n)
+	}
+}
+
+func TestResidualRejectsPacket(t *testing.T) {
+	e := newEnv(t, storetest.EmbeddedRedis, func(c *assembly.Config) {
+		c.Scan = func([][]byte, []byte) error { return &deid.ResidualError{Path: "Composition.section", Kind: "name"} }
+	})
+	r := e.consented(t)
+	runWorker(t, e.worker)
+	_ = e.store.Enqueue(context.Background(), r.ID)
+	got := waitFinal(t, e.store, r.ID)
+	if got.State != review.Failed || got.Reason == "" {
+		t.Fatalf("state %s reason %q", got.State, got.Reason)
+	}
+	if _, err := e.store.GetPacket(context.Background(), r.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a rejected packet was stored: %v", err)
+	}
+}
+
+func waitFinal(t *testing.T, s *store.Store, id string) *review.Review {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		r, _ := s.GetReview(context.Background(), id)
+		if r != nil && r.State.Final() {
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("review did not end")
+	return nil
+}
+
+func TestWithdrawnDuringAssemblyStoresNothing(t *testing.T) {
+	e := newEnv(t, storetest.RealRedis, nil)
+	r := e.consented(t)
+	e.site["hospital"].Faults().Add(sandbox.Fault{Latency: 300 * time.Millisecond})
+	runWorker(t, e.worker)
+	_ = e.store.Enqueue(context.Background(), r.ID)
+	waitState(t, e.store, r.ID, review.Assembling)
+	if _, err := e.store.MoveReview(context.Background(), r.ID, []review.State{review.Assembling}, review.Withdrawn, "withdrawn"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := e.store.GetPacket(context.Background(), r.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("packet stored after withdrawal: %v", err)
+	}
+}

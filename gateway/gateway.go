@@ -1,0 +1,237 @@
+package gateway
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"secondlook"
+	"secondlook/api"
+	"secondlook/assembly"
+	"secondlook/auth"
+	"secondlook/caller"
+	"secondlook/fhir"
+	"secondlook/fhir/deid"
+	"secondlook/packet"
+	"secondlook/review"
+	"secondlook/seal"
+	"secondlook/store"
+)
+
+// Source is one configured FHIR source.
+type Source struct {
+	ID, Name, Kind string
+	// FHIR configures retrieval (BaseURL, limits, timeouts...).
+	FHIR fhir.Options
+	// Auth is the SMART client registration (ID and FHIRBaseURL are filled from above).
+	Auth auth.Source
+}
+
+// Options is everything a gateway needs.
+type Options struct {
+	// PublicURL is the gateway's external origin.
+	PublicURL string
+	Store     *store.Store
+	Sources   []Source
+	// TokenKeys seal tokens at rest.
+	TokenKeys *seal.Keyring
+	// Signer signs packets; SignerKID names its key in the JWKS.
+	Signer    crypto.Signer
+	SignerKID string
+	// DeidKey and Profile de-identify records (Profile nil: safe-harbor).
+	DeidKey deid.Key
+	Profile *deid.Profile
+	// CSRFKey keys the withdrawal form (32 bytes or more).
+	CSRFKey []byte
+	// Callers are the trusted token issuers and their clients.
+	Callers []caller.Issuer
+	// ConsentValidity is how long a review, its consent and its packet last (default 30 days).
+	ConsentValidity time.Duration
+	// Workers is how many assembly workers this process runs (default 2).
+	Workers                int
+	MaxAttempts            int
+	RetryDelay, Visibility time.Duration
+	BodyLimit              string
+	RequestTimeout         time.Duration
+	// HTTPClient makes the requests to authorization servers and issuers (default: 30 s timeout).
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Gateway is a running gateway's parts.
+type Gateway struct {
+	Handler http.Handler
+	Auth    *auth.Client
+	Store   *store.Store
+
+	opts     Options
+	assembly assembly.Config
+	jwks     []byte
+}
+
+// New builds a gateway. It reports every problem with the options at once.
+func New(ctx context.Context, o Options) (*Gateway, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ConsentValidity <= 0 {
+		o.ConsentValidity = 30 * 24 * time.Hour
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2
+	}
+	var problems []error
+	if o.PublicURL == "" {
+		problems = append(problems, errors.New("gateway: the public URL is required"))
+	}
+	if o.Store == nil || o.TokenKeys == nil || o.Signer == nil {
+		problems = append(problems, errors.New("gateway: store, token keys and signer are required"))
+	}
+	if len(o.Sources) == 0 {
+		problems = append(problems, errors.New("gateway: at least one source is required"))
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, err
+	}
+	if err := o.Store.EnsureQueue(ctx); err != nil {
+		return nil, err
+	}
+
+	var authSources []auth.Source
+	fhirSources := map[string]assembly.Source{}
+	info := map[string]api.SourceInfo{}
+	for _, s := range o.Sources {
+		as := s.Auth
+		as.ID, as.FHIRBaseURL = s.ID, s.FHIR.BaseURL
+		authSources = append(authSources, as)
+		fo := s.FHIR
+		if fo.Logger == nil {
+			fo.Logger = o.Logger.With(slog.String("source", s.ID))
+		}
+		c, err := fhir.NewClient(fo)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("source %s: %w", s.ID, err))
+			continue
+		}
+		fhirSources[s.ID] = assembly.Source{Client: c, Kind: s.Kind}
+		info[s.ID] = api.SourceInfo{Name: s.Name, Kind: s.Kind}
+	}
+	ac, err := auth.New(auth.Config{
+		PublicURL: o.PublicURL, Sources: authSources, Keys: o.TokenKeys, HTTPClient: o.HTTPClient,
+		Now: o.Now, Logger: o.Logger.With(slog.String("component", "smart")), GrantTTL: o.ConsentValidity,
+	}, o.Store, o.Store)
+	if err != nil {
+		problems = append(problems, err)
+	}
+	verifier, err := caller.New(o.Callers, caller.Options{HTTPClient: o.HTTPClient, Now: o.Now})
+	if err != nil {
+		problems = append(problems, err)
+	}
+	if err := errors.Join(problems...); err != nil {
+		return nil, err
+	}
+
+	providers, requesters := map[string]string{}, map[string]string{}
+	for _, is := range o.Callers {
+		for _, c := range is.Clients {
+			switch c.Kind {
+			case caller.Provider:
+				providers[c.ID] = c.Name
+			case caller.EHR:
+				requesters[c.ID] = c.Name
+			}
+		}
+	}
+	jwks, err := mergeJWKS(ac, o.Signer, o.SignerKID)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{Auth: ac, Store: o.Store, opts: o, jwks: jwks}
+	h, err := api.New(api.Config{
+		Logger: o.Logger, BodyLimit: o.BodyLimit, RequestTimeout: o.RequestTimeout, OpenAPI: secondlook.OpenAPI,
+		JWKS:  func() ([]byte, error) { return g.jwks, nil },
+		Ready: func(ctx context.Context) error { return o.Store.Ping(ctx) },
+		Consent: &api.ConsentConfig{
+			Reviews: o.Store, Consents: o.Store, Auth: ac, Sources: info, Providers: providers, Requesters: requesters,
+			CSRFKey: o.CSRFKey, SecureCookies: isHTTPS(o.PublicURL), Now: o.Now, Logger: o.Logger,
+			OnConsented: func(ctx context.Context, id string) error { return o.Store.Enqueue(ctx, id) },
+			OnWithdrawn: func(ctx context.Context, id string) error { return o.Store.DeletePacket(ctx, id) },
+		},
+		Reviews: &api.ReviewsConfig{
+			Callers: verifier, Store: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Now: o.Now, Logger: o.Logger,
+			Catalog: review.Catalog{
+				Sources:   func(id string) bool { _, ok := info[id]; return ok },
+				Providers: func(id string) bool { _, ok := providers[id]; return ok },
+				Types:     fhir.SearchableTypes,
+			},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.Handler = h
+	g.assembly = assembly.Config{
+		Reviews: o.Store, Consents: o.Store, Queue: o.Store, Packets: o.Store, Sources: fhirSources,
+		Tokens:   func(key string) fhir.TokenSource { return ac.Tokens(key) },
+		GrantKey: auth.GrantKey,
+		Key:      o.DeidKey, Profile: o.Profile, Scan: deid.Scan,
+		Signer:      packet.Signer{Key: o.Signer, KeyID: o.SignerKID},
+		MaxAttempts: o.MaxAttempts, BaseDelay: o.RetryDelay, Visibility: o.Visibility,
+		Now: o.Now, Logger: o.Logger.With(slog.String("component", "assembly")),
+	}
+	return g, nil
+}
+
+// RunWorkers runs the assembly workers until ctx is done.
+func (g *Gateway) RunWorkers(ctx context.Context) error {
+	host, _ := os.Hostname()
+	var wg sync.WaitGroup
+	errs := make([]error, g.opts.Workers)
+	for i := range g.opts.Workers {
+		cfg := g.assembly
+		cfg.Consumer = host + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
+		w, err := assembly.New(cfg)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.Run(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// JWKS returns the gateway's public keys: its packet signing key and every client-assertion key.
+func (g *Gateway) JWKS() []byte { return g.jwks }
+
+func mergeJWKS(ac *auth.Client, signer crypto.Signer, kid string) ([]byte, error) {
+	raw, err := ac.JWKS()
+	if err != nil {
+		return nil, err
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, err
+	}
+	set.Keys = append(set.Keys, jose.JSONWebKey{Key: signer.Public(), KeyID: kid, Use: "sig", Algorithm: algOf(signer, "ES256")})
+	return json.Marshal(set)
+}
+
+func isHTTPS(u string) bool { return len(u) > 8 && u[:8] == "https://" }

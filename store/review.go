@@ -1,0 +1,213 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"secondlook/consent"
+	"secondlook/review"
+)
+
+// ReviewRetention is how long a review's record (state, consents) is kept after the review expires, so that
+// its trail can still be read.
+const ReviewRetention = 90 * 24 * time.Hour
+
+// ErrExists reports that a record with that id already exists.
+var ErrExists = errors.New("store: already exists")
+
+// createReviewScript stores a new review only if there is none under its id, and sets its expiry.
+var createReviewScript = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+redis.call("HSET", KEYS[1], "data", ARGV[1], "state", ARGV[2], "reason", "", "updated", ARGV[3])
+redis.call("PEXPIREAT", KEYS[1], ARGV[4])
+return 1`)
+
+// moveReviewScript moves a review to ARGV[1] if its state is one of ARGV[5..]; it answers {moved, state before}.
+var moveReviewScript = redis.NewScript(`
+local st = redis.call("HGET", KEYS[1], "state")
+if not st then return {-1, ""} end
+for i = 5, #ARGV do
+  if ARGV[i] == st then
+    redis.call("HSET", KEYS[1], "state", ARGV[1], "reason", ARGV[2], "updated", ARGV[3])
+    return {1, st}
+  end
+end
+return {0, st}`)
+
+// CreateReview stores a new review. Its record expires ReviewRetention after the review does.
+func (s *Store) CreateReview(ctx context.Context, r *review.Review) error {
+	k, err := s.key("review", r.ID)
+	if err != nil {
+		return fmt.Errorf("create review: %w", err)
+	}
+	data, err := json.Marshal(r.Request)
+	if err != nil {
+		return fmt.Errorf("create review: %w", err)
+	}
+	meta, err := json.Marshal(reviewMeta{Requester: r.Requester, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt})
+	if err != nil {
+		return fmt.Errorf("create review: %w", err)
+	}
+	doc := append(append(append([]byte(`{"meta":`), meta...), `,"request":`...), data...)
+	doc = append(doc, '}')
+	until := r.ExpiresAt.Add(ReviewRetention).UnixMilli()
+	n, err := createReviewScript.Run(ctx, s.rdb, []string{k}, doc, string(r.State), r.UpdatedAt.UnixMilli(), until).Int()
+	if err != nil {
+		return fmt.Errorf("create review: %w", err)
+	}
+	if n == 0 {
+		return ErrExists
+	}
+	// The provider's index lives in another hash slot, so it is a second step; listing checks every review it names.
+	pk := s.prefix + "{provider:" + r.Provider + "}:reviews"
+	if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, pk, r.ID)
+		p.PExpireAt(ctx, pk, r.ExpiresAt.Add(ReviewRetention))
+		return nil
+	}); err != nil {
+		return fmt.Errorf("index review: %w", err)
+	}
+	return nil
+}
+
+// ProviderReviews lists the ids of the reviews naming a provider, sorted.
+func (s *Store) ProviderReviews(ctx context.Context, provider string) ([]string, error) {
+	if provider == "" || strings.ContainsAny(provider, "{}") {
+		return nil, errors.New("list provider reviews: invalid provider")
+	}
+	ids, err := s.rdb.SMembers(ctx, s.prefix+"{provider:"+provider+"}:reviews").Result()
+	if err != nil {
+		return nil, fmt.Errorf("list provider reviews: %w", err)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+type reviewMeta struct {
+	Requester string    `json:"requester"`
+	CreatedAt time.Time `json:"createdAt"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// GetReview returns the review, or ErrNotFound.
+func (s *Store) GetReview(ctx context.Context, id string) (*review.Review, error) {
+	k, err := s.key("review", id)
+	if err != nil {
+		return nil, fmt.Errorf("get review: %w", err)
+	}
+	vals, err := s.rdb.HMGet(ctx, k, "data", "state", "reason", "updated").Result()
+	if err != nil {
+		return nil, fmt.Errorf("get review: %w", err)
+	}
+	if vals[0] == nil {
+		return nil, ErrNotFound
+	}
+	var doc struct {
+		Meta    reviewMeta     `json:"meta"`
+		Request review.Request `json:"request"`
+	}
+	if err := json.Unmarshal([]byte(vals[0].(string)), &doc); err != nil {
+		return nil, fmt.Errorf("get review: stored record is corrupt: %w", err)
+	}
+	r := &review.Review{ID: id, Requester: doc.Meta.Requester, Request: doc.Request, CreatedAt: doc.Meta.CreatedAt, ExpiresAt: doc.Meta.ExpiresAt}
+	r.State = review.State(str(vals[1]))
+	r.Reason = str(vals[2])
+	if ms, err := strconv.ParseInt(str(vals[3]), 10, 64); err == nil {
+		r.UpdatedAt = time.UnixMilli(ms).UTC()
+	}
+	return r, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// MoveReview moves the review to state to if it is now in one of from, atomically (one Lua script), and returns
+// the review as it then is. It returns ErrNotFound for no review and an error wrapping review.ErrTransition when
+// the review is in another state.
+func (s *Store) MoveReview(ctx context.Context, id string, from []review.State, to review.State, reason string) (*review.Review, error) {
+	for _, f := range from {
+		if !review.CanMove(f, to) {
+			return nil, fmt.Errorf("move review: %w: %s → %s", review.ErrTransition, f, to)
+		}
+	}
+	k, err := s.key("review", id)
+	if err != nil {
+		return nil, fmt.Errorf("move review: %w", err)
+	}
+	args := []any{string(to), reason, time.Now().UnixMilli(), ""}
+	for _, f := range from {
+		args = append(args, string(f))
+	}
+	res, err := moveReviewScript.Run(ctx, s.rdb, []string{k}, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("move review: %w", err)
+	}
+	moved, _ := res[0].(int64)
+	switch moved {
+	case -1:
+		return nil, ErrNotFound
+	case 0:
+		return nil, fmt.Errorf("move review: %w: it is %s", review.ErrTransition, str(res[1]))
+	}
+	return s.GetReview(ctx, id)
+}
+
+// SaveConsent stores or replaces the consent of one source of a review. It expires with the review's record.
+func (s *Store) SaveConsent(ctx context.Context, rec consent.Record) error {
+	k, err := s.key("consents", rec.ReviewID)
+	if err != nil {
+		return fmt.Errorf("save consent: %w", err)
+	}
+	b, err := json.Marshal(storedConsent(rec))
+	if err != nil {
+		return fmt.Errorf("save consent: %w", err)
+	}
+	r, err := s.GetReview(ctx, rec.ReviewID)
+	if err != nil {
+		return fmt.Errorf("save consent: %w", err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, rec.SourceID, b)
+		p.PExpireAt(ctx, k, r.ExpiresAt.Add(ReviewRetention))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save consent: %w", err)
+	}
+	return nil
+}
+
+// Consents returns a review's consents, by source id.
+func (s *Store) Consents(ctx context.Context, reviewID string) ([]consent.Record, error) {
+	k, err := s.key("consents", reviewID)
+	if err != nil {
+		return nil, fmt.Errorf("load consents: %w", err)
+	}
+	all, err := s.rdb.HGetAll(ctx, k).Result()
+	if err != nil {
+		return nil, fmt.Errorf("load consents: %w", err)
+	}
+	out := make([]consent.Record, 0, len(all))
+	for _, v := range all {
+		var sc storedConsent
+		if err := json.Unmarshal([]byte(v), &sc); err != nil {
+			return nil, fmt.Errorf("load consents: stored record is corrupt: %w", err)
+		}
+		out = append(out, consent.Record(sc))
+	}
+	slices.SortFunc(out, func(a, b consent.Record) int { return strings.Compare(a.SourceID, b.SourceID) })
+	return out, nil
+}
+
+// storedConsent is consent.Record as stored; a named type so the field set is the record's, exactly.
+type storedConsent consent.Record

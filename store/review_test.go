@@ -1,0 +1,128 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"secondlook/consent"
+	"secondlook/review"
+	"secondlook/store"
+	"secondlook/store/storetest"
+)
+
+func runReviewStoreTests(t *testing.T, newStore func(t *testing.T) *store.Store) {
+	t.Run("CreateGetMove", func(t *testing.T) {
+		s := newStore(t)
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		r, err := review.New("ehr-1", review.Request{
+			Sources: []review.SourceRequest{{Source: "hospital", PatientID: "p1"}}, Provider: "onco", Question: "Surgery?",
+		}, now, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateReview(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateReview(ctx, r); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("second create: %v", err)
+		}
+		got, err := s.GetReview(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != review.AwaitingConsent || got.Question != "Surgery?" || got.Sources[0].PatientID != "p1" || !got.ExpiresAt.Equal(r.ExpiresAt) {
+			t.Errorf("got %+v", got)
+		}
+		if _, err := s.MoveReview(ctx, r.ID, []review.State{review.Consented}, review.Assembling, ""); !errors.Is(err, review.ErrTransition) {
+			t.Errorf("move from the wrong state: %v", err)
+		}
+		if _, err := s.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Ready, ""); !errors.Is(err, review.ErrTransition) {
+			t.Errorf("move outside the graph: %v", err)
+		}
+		got, err = s.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, "")
+		if err != nil || got.State != review.Consented {
+			t.Fatalf("move: %v %+v", err, got)
+		}
+		if ids, err := s.ProviderReviews(ctx, "onco"); err != nil || len(ids) != 1 || ids[0] != r.ID {
+			t.Errorf("provider index: %v %v", ids, err)
+		}
+		if ids, err := s.ProviderReviews(ctx, "other"); err != nil || len(ids) != 0 {
+			t.Errorf("another provider's index: %v %v", ids, err)
+		}
+		if _, err := s.GetReview(ctx, "aaaaaaaaaaaaaaaaaaaaaaaaaa"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("missing review: %v", err)
+		}
+		if _, err := s.MoveReview(ctx, "aaaaaaaaaaaaaaaaaaaaaaaaaa", []review.State{review.AwaitingConsent}, review.Consented, ""); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("move missing review: %v", err)
+		}
+	})
+	t.Run("MoveIsAtomic", func(t *testing.T) {
+		s := newStore(t)
+		ctx := context.Background()
+		r, _ := review.New("ehr-1", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "p", Question: "q"}, time.Now(), time.Hour)
+		if err := s.CreateReview(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins := 0
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err == nil {
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if wins != 1 {
+			t.Errorf("%d of 20 concurrent moves won, want exactly 1", wins)
+		}
+	})
+	t.Run("Consents", func(t *testing.T) {
+		s := newStore(t)
+		ctx := context.Background()
+		r, _ := review.New("ehr-1", review.Request{Sources: []review.SourceRequest{{Source: "a"}, {Source: "b"}}, Provider: "p", Question: "q"}, time.Now(), time.Hour)
+		rec := consent.Record{ID: "c1", ReviewID: r.ID, SourceID: "b", ProviderID: "p", Granted: []string{"Condition"}, Start: time.Now(), End: time.Now().Add(time.Hour)}
+		if err := s.SaveConsent(ctx, rec); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("consent for a missing review: %v", err)
+		}
+		if err := s.CreateReview(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveConsent(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		rec2 := rec
+		rec2.SourceID, rec2.ID = "a", "c2"
+		if err := s.SaveConsent(ctx, rec2); err != nil {
+			t.Fatal(err)
+		}
+		rec.Withdrawn = time.Now().UTC()
+		if err := s.SaveConsent(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Consents(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].SourceID != "a" || got[1].SourceID != "b" || got[1].Withdrawn.IsZero() || got[0].Granted[0] != "Condition" {
+			t.Errorf("consents %+v", got)
+		}
+	})
+}
+
+func TestReviewStoreRealRedis(t *testing.T) {
+	runReviewStoreTests(t, func(t *testing.T) *store.Store { s, _ := storetest.RealRedis(t); return s })
+}
+
+func TestReviewStoreEmbeddedRedis(t *testing.T) {
+	runReviewStoreTests(t, func(t *testing.T) *store.Store { s, _ := storetest.EmbeddedRedis(t); return s })
+}
