@@ -163,4 +163,3 @@ func (s *Store) Attempt(ctx context.Context, reviewID string) (int, error) {
 	s.rdb.Expire(ctx, k, ReviewRetention)
 	return int(n), nil
 }
-
