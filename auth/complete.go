@@ -86,7 +86,7 @@ func (c *Client) complete(ctx context.Context, sourceID string, q url.Values, bi
 		if q.Get("iss") != d.conf.Issuer {
 			return nil, ErrIssuerMismatch
 		}
-	} else if false {
+	} else if d.conf.IssParameterSupported {
 		return nil, ErrIssuerMismatch
 	}
 	if q.Has("error") {

@@ -34,6 +34,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *verbose {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
+	// The sandbox's OpenID provider library logs only through the process-wide default logger.
+	slog.SetDefault(logger)
 	d, err := demo.Start(ctx, demo.Options{Addr: *addr, SandboxAddr: *sandboxAddr, RedisURL: os.Getenv("REDIS_URL"), Logger: logger})
 	if err != nil {
 		fmt.Fprintf(stderr, "secondlook demo: %v\n", err)

@@ -140,4 +140,3 @@ func Scan(inputs [][]byte, doc []byte) error {
 	}
 	return s.Scan(doc)
 }
-
