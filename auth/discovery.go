@@ -51,7 +51,10 @@ func (s *SMARTConfiguration) Has(capability string) bool {
 type discovered struct {
 	conf     *SMARTConfiguration
 	verifier *oidc.IDTokenVerifier
-	at       time.Time
+	// sameOriginVerifier checks everything but the issuer, for id_tokens whose iss differs from the advertised
+	// issuer on the same origin (see checkIDToken).
+	sameOriginVerifier *oidc.IDTokenVerifier
+	at                 time.Time
 }
 
 // Discover returns the source's smart-configuration, fetched from <FHIR base>/.well-known/smart-configuration and
@@ -144,7 +147,8 @@ func (c *Client) fetchDiscovery(ctx context.Context, src *source) (*discovered, 
 		Algorithms: []string{oidc.RS256, oidc.RS384, oidc.ES384},
 	}).NewProvider(kctx)
 	verifier := provider.VerifierContext(kctx, &oidc.Config{ClientID: src.ClientID, Now: c.now})
-	return &discovered{conf: conf, verifier: verifier, at: c.now()}, nil
+	sameOrigin := provider.VerifierContext(kctx, &oidc.Config{ClientID: src.ClientID, Now: c.now, SkipIssuerCheck: true})
+	return &discovered{conf: conf, verifier: verifier, sameOriginVerifier: sameOrigin, at: c.now()}, nil
 }
 
 func parseSMARTConfiguration(body []byte, fhirBase string) (*SMARTConfiguration, error) {

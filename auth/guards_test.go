@@ -208,6 +208,12 @@ func TestGuardIDToken(t *testing.T) {
 		{"nonce claim not a string", func(o *fakeOptions) { o.idToken = func(c map[string]any) { c["nonce"] = 42 } }, ""},
 		{"wrong audience", func(o *fakeOptions) { o.idToken = func(c map[string]any) { c["aud"] = "another-client" } }, "wrong audience"},
 		{"wrong issuer", func(o *fakeOptions) { o.idToken = func(c map[string]any) { c["iss"] = "https://evil.example/auth" } }, "wrong issuer"},
+		{"same-origin issuer without nonce", func(o *fakeOptions) {
+			o.idToken = func(c map[string]any) { c["iss"] = c["iss"].(string) + "/auth/fhir"; delete(c, "nonce") }
+		}, "wrong issuer"},
+		{"same-origin issuer with another nonce", func(o *fakeOptions) {
+			o.idToken = func(c map[string]any) { c["iss"] = c["iss"].(string) + "/auth/fhir"; c["nonce"] = "attacker-nonce" }
+		}, "nonce mismatch"},
 		{"expired", func(o *fakeOptions) {
 			o.idToken = func(c map[string]any) { c["exp"] = time.Now().Add(-time.Minute).Unix() }
 		}, "expired"},
@@ -623,5 +629,17 @@ func TestGuardNoRedirectFromTokenEndpoint(t *testing.T) {
 	}
 	if elsewhere.Load() != 0 {
 		t.Fatal("the refresh request was replayed to another server")
+	}
+}
+
+// An id_token whose iss differs from the advertised issuer on the same origin (as the SMART reference launcher
+// signs them) is accepted when it verifies with the source's keys and echoes the request's nonce.
+func TestIDTokenSameOriginIssuer(t *testing.T) {
+	e := newEnv(t, envOptions{fake: func(o *fakeOptions) {
+		o.idToken = func(c map[string]any) { c["iss"] = c["iss"].(string) + "/auth/fhir" }
+	}})
+	cb, _ := e.begin(BeginRequest{})
+	if _, err := e.client.Complete(t.Context(), "h1", cb, testBinding); err != nil {
+		t.Fatalf("same-origin issuer with the nonce: %v", err)
 	}
 }
