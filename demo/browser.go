@@ -21,12 +21,28 @@ type Browser struct {
 	// Page and URL are the last page loaded.
 	Page []byte
 	URL  *url.URL
+	// Stopped is the redirect target StopAt stopped at.
+	Stopped *url.URL
+	// Status is the last response's status code.
+	Status int
 }
 
 // NewBrowser returns a browser with an empty cookie jar.
 func NewBrowser() *Browser {
 	jar, _ := cookiejar.New(nil)
 	return &Browser{client: &http.Client{Jar: jar}}
+}
+
+// StopAt makes the browser stop before following a redirect to a URL for which stop returns true; the URL is kept
+// in Stopped. Tests use it to hand a callback to another browser or to replay it.
+func (b *Browser) StopAt(stop func(*url.URL) bool) {
+	b.client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if stop(req.URL) {
+			b.Stopped = req.URL
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
 }
 
 // Get loads a page and follows redirects.
@@ -50,6 +66,7 @@ func (b *Browser) do(req *http.Request) error {
 		return err
 	}
 	b.Page, b.URL = page, resp.Request.URL
+	b.Status = resp.StatusCode
 	if resp.StatusCode >= 400 {
 		return fmt.Errorf("%s: HTTP %d", resp.Request.URL.Path, resp.StatusCode)
 	}

@@ -1,0 +1,208 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startDemo(t *testing.T) (*Demo, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	d, err := Start(ctx, Options{Addr: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0", RedisURL: os.Getenv("REDIS_URL"),
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d, logs
+}
+
+func isCallback(u *url.URL) bool { return strings.HasPrefix(u.Path, "/auth/callback/") }
+
+// approveAt signs in at src as patient and stops before the callback reaches the gateway.
+func approveAt(t *testing.T, d *Demo, b *Browser, src, patient string) *url.URL {
+	t.Helper()
+	ctx := context.Background()
+	b.StopAt(isCallback)
+	if err := b.Get(ctx, d.ConsentURL); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Follow(ctx, "authorize-"+src); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Submit(ctx, "approve", map[string][]string{"patient": {patient}}); err != nil {
+		t.Fatal(err)
+	}
+	if b.Stopped == nil {
+		t.Fatal("no callback")
+	}
+	return b.Stopped
+}
+
+func consents(t *testing.T, d *Demo) int {
+	t.Helper()
+	recs, err := d.store.Consents(context.Background(), d.ReviewID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(recs)
+}
+
+// Each test here fails when its guard is taken out of the gateway.
+func TestConsentGuards(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("callback with another browser's cookie", func(t *testing.T) {
+		d, _ := startDemo(t)
+		cb := approveAt(t, d, NewBrowser(), "hospital", Patient)
+		other := NewBrowser()
+		_ = other.Get(ctx, d.ConsentURL) // has its own session cookie
+		if err := other.Get(ctx, cb.String()); err == nil || other.Status != http.StatusBadRequest {
+			t.Errorf("callback in another browser: status %d", other.Status)
+		}
+		if n := consents(t, d); n != 0 {
+			t.Errorf("%d consents recorded", n)
+		}
+	})
+
+	t.Run("replayed state", func(t *testing.T) {
+		d, _ := startDemo(t)
+		b := NewBrowser()
+		cb := approveAt(t, d, b, "hospital", Patient)
+		b.StopAt(func(*url.URL) bool { return false })
+		if err := b.Get(ctx, cb.String()); err != nil {
+			t.Fatalf("first callback: %v", err)
+		}
+		if err := b.Get(ctx, cb.String()); err == nil || b.Status != http.StatusBadRequest {
+			t.Errorf("replayed callback: status %d", b.Status)
+		}
+		if n := consents(t, d); n != 1 {
+			t.Errorf("%d consents, want the one", n)
+		}
+	})
+
+	t.Run("patient other than the review's", func(t *testing.T) {
+		d, _ := startDemo(t)
+		b := NewBrowser()
+		const antonia = "fe07e69a-4d6d-4e11-a675-de69f62de5f3"
+		cb := approveAt(t, d, b, "hospital", antonia)
+		b.StopAt(func(*url.URL) bool { return false })
+		if err := b.Get(ctx, cb.String()); err == nil || b.Status != http.StatusForbidden {
+			t.Errorf("another patient: status %d", b.Status)
+		}
+		if n := consents(t, d); n != 0 {
+			t.Errorf("%d consents recorded for the wrong patient", n)
+		}
+		if _, err := d.store.LoadGrant(ctx, d.ReviewID+"/hospital"); err == nil {
+			t.Error("the wrong patient's grant was kept")
+		}
+	})
+
+	t.Run("withdrawal needs the CSRF token of this browser", func(t *testing.T) {
+		d, _ := startDemo(t)
+		b := NewBrowser()
+		cb := approveAt(t, d, b, "hospital", Patient)
+		b.StopAt(func(*url.URL) bool { return false })
+		if err := b.Get(ctx, cb.String()); err != nil {
+			t.Fatal(err)
+		}
+		// No token, a forged one, and a valid one presented by another browser (cross-site POST).
+		for name, set := range map[string]map[string][]string{"missing": {"csrf": nil}, "forged": {"csrf": {"AAAA"}}} {
+			if err := b.Submit(ctx, "withdraw", set); err == nil || b.Status != http.StatusForbidden {
+				t.Errorf("%s token: status %d", name, b.Status)
+			}
+			_ = b.Get(ctx, d.ConsentURL)
+		}
+		token := b.Options("csrf")
+		other := NewBrowser()
+		_ = other.Get(ctx, d.ConsentURL)
+		resp, err := other.client.PostForm(d.ConsentURL+"/withdraw", url.Values{"csrf": token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("another browser with this browser's token: %d", resp.StatusCode)
+		}
+		r, _ := d.store.GetReview(ctx, d.ReviewID)
+		if r.State == "withdrawn" {
+			t.Fatal("withdrawn without a valid CSRF token")
+		}
+		if err := b.Submit(ctx, "withdraw", nil); err != nil {
+			t.Fatalf("valid withdrawal: %v", err)
+		}
+		r, _ = d.store.GetReview(ctx, d.ReviewID)
+		if r.State != "withdrawn" {
+			t.Errorf("state %s after withdrawal", r.State)
+		}
+		if _, err := d.store.LoadGrant(ctx, d.ReviewID+"/hospital"); err == nil {
+			t.Error("the grant survived withdrawal")
+		}
+	})
+
+	t.Run("no open redirect", func(t *testing.T) {
+		d, _ := startDemo(t)
+		b := NewBrowser()
+		b.StopAt(func(u *url.URL) bool { return u.Host != strings.TrimPrefix(d.GatewayURL, "http://") && u.Host != strings.TrimPrefix(d.SandboxURL, "http://") })
+		for _, path := range []string{
+			"/consent/" + d.ReviewID + "/authorize/evil.example",
+			"/consent/" + d.ReviewID + "/authorize/..%2f..%2fevil",
+			"/auth/callback/evil?code=x&state=y&iss=https://evil.example",
+			"/consent/" + d.ReviewID + "?lang=https://evil.example",
+			"//evil.example/",
+		} {
+			_ = b.Get(ctx, d.GatewayURL+path)
+			if b.Stopped != nil {
+				t.Errorf("%s redirected to %s", path, b.Stopped)
+				b.Stopped = nil
+			}
+		}
+	})
+}
+
+// TestNoSecretsInGatewayLogs runs the whole flow with debug logging and checks that no token, code, state, patient
+// id or name reached the gateway's log.
+func TestNoSecretsInGatewayLogs(t *testing.T) {
+	d, logs := startDemo(t)
+	var out bytes.Buffer
+	if err := d.Walkthrough(context.Background(), &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	text := logs.String()
+	if len(text) < 200 {
+		t.Fatalf("too little logged to check: %q", text)
+	}
+	for _, s := range []string{Patient, "Todd315", "Stamm704", "999-35-5722", "Bearer", "code=", "state=", "access_token", "refresh_token", "eyJ"} {
+		if strings.Contains(text, s) {
+			i := strings.Index(text, s)
+			t.Errorf("log contains %q: …%s…", s, text[max(0, i-80):min(len(text), i+80)])
+		}
+	}
+}
