@@ -170,7 +170,9 @@ func TestConsentGuards(t *testing.T) {
 	t.Run("no open redirect", func(t *testing.T) {
 		d, _ := startDemo(t)
 		b := NewBrowser()
-		b.StopAt(func(u *url.URL) bool { return u.Host != strings.TrimPrefix(d.GatewayURL, "http://") && u.Host != strings.TrimPrefix(d.SandboxURL, "http://") })
+		b.StopAt(func(u *url.URL) bool {
+			return u.Host != strings.TrimPrefix(d.GatewayURL, "http://") && u.Host != strings.TrimPrefix(d.SandboxURL, "http://")
+		})
 		for _, path := range []string{
 			"/consent/" + d.ReviewID + "/authorize/evil.example",
 			"/consent/" + d.ReviewID + "/authorize/..%2f..%2fevil",
