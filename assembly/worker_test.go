@@ -34,6 +34,7 @@ const (
 type env struct {
 	store  *store.Store
 	worker *assembly.Worker
+	cfg    assembly.Config
 	keys   *jose.JSONWebKeySet
 	site   map[string]*sandbox.Site
 }
@@ -99,7 +100,7 @@ func newEnv(t *testing.T, newStore storetest.NewStore, update func(*assembly.Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{store: s, worker: w, site: map[string]*sandbox.Site{"hospital": sb.Site("hospital"), "lab": sb.Site("lab")},
+	return &env{store: s, worker: w, cfg: cfg, site: map[string]*sandbox.Site{"hospital": sb.Site("hospital"), "lab": sb.Site("lab")},
 		keys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "sig"}}}}
 }
 
@@ -273,5 +274,37 @@ func TestWithdrawnDuringAssemblyStoresNothing(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	if _, err := e.store.GetPacket(context.Background(), r.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("packet stored after withdrawal: %v", err)
+	}
+}
+
+// TestKilledWorkerLosesNoJob stops a worker in the middle of an assembly (its process dies: nothing is
+// acknowledged) and checks that another worker takes the job after the visibility timeout and finishes it, once.
+func TestKilledWorkerLosesNoJob(t *testing.T) {
+	e := newEnv(t, storetest.RealRedis, func(c *assembly.Config) { c.Visibility = time.Second; c.Consumer = "worker-a" })
+	r := e.consented(t)
+	e.site["hospital"].Faults().Add(sandbox.Fault{Latency: 200 * time.Millisecond})
+	cancelA := runWorker(t, e.worker)
+	if err := e.store.Enqueue(context.Background(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.store, r.ID, review.Assembling)
+	cancelA() // worker A dies mid-assembly
+	time.Sleep(100 * time.Millisecond)
+	if got, _ := e.store.GetReview(context.Background(), r.ID); got.State != review.Assembling {
+		t.Fatalf("state %s after the worker died", got.State)
+	}
+	cfg := e.cfg
+	cfg.Consumer = "worker-b"
+	wb, err := assembly.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, wb)
+	waitState(t, e.store, r.ID, review.Ready)
+	if _, err := e.store.GetPacket(context.Background(), r.ID); err != nil {
+		t.Fatalf("no packet: %v", err)
+	}
+	if pending, delayed, err := e.store.QueueDepth(context.Background()); err != nil || pending != 0 || delayed != 0 {
+		t.Errorf("queue not empty: pending %d delayed %d (%v)", pending, delayed, err)
 	}
 }
