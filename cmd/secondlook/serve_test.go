@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"secondlook/caller/callertest"
+	"secondlook/sandbox"
+)
+
+// TestServe runs `secondlook serve` from a config file against a sandbox hospital and a test token issuer: it
+// comes up, answers health and readiness, accepts a review from a registered EHR, and shuts down cleanly.
+func TestServe(t *testing.T) {
+	if os.Getenv("REDIS_URL") == "" {
+		t.Setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+	}
+	sb, err := sandbox.New(sandbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hospital := httptest.NewServer(sb.Handler())
+	defer hospital.Close()
+	is := callertest.NewIssuer(t)
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	sigPath := write("sig.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	secret := func() string { b := make([]byte, 32); _, _ = rand.Read(b); return base64.StdEncoding.EncodeToString(b) }
+	t.Setenv("SL_TOKEN_KEY", secret())
+	t.Setenv("SL_DEID_KEY", secret())
+	t.Setenv("SL_CSRF", secret())
+	t.Setenv("SL_CLIENT_SECRET", "s3cret-for-test")
+	cfg := `
+log: {level: info, format: json}
+server:
+  addr: 127.0.0.1:0
+  public_url: http://127.0.0.1:9
+redis:
+  url: ` + os.Getenv("REDIS_URL") + `
+  prefix: "serve-test-` + strings.ToLower(rand.Text()[:8]) + `:"
+keys:
+  token_encryption: [{id: t1, secret: "env:SL_TOKEN_KEY"}]
+  signing: [{id: s1, private_key: "file:` + sigPath + `"}]
+  deid: {id: d1, secret: "env:SL_DEID_KEY"}
+  csrf: "env:SL_CSRF"
+callers:
+  issuers:
+    - id: test
+      url: ` + is.URL + `
+      audience: https://gateway.test
+      clients:
+        - {id: ehr-1, name: Test EHR, kind: ehr}
+        - {id: onco, name: Test Oncology, kind: provider}
+sources:
+  - id: hospital
+    name: Sandbox Hospital
+    kind: hospital
+    fhir_base_url: ` + hospital.URL + `/hospital/fhir
+    auth: {client_id: secondlook, method: client_secret_basic, client_secret: "env:SL_CLIENT_SECRET"}
+`
+	cfgPath := write("secondlook.yaml", []byte(cfg))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- runServe(ctx, []string{"--config", cfgPath}, &stdout, &stderr) }()
+	re := regexp.MustCompile(`"addr":"(127\.0\.0\.1:\d+)"`)
+	var base string
+	for deadline := time.Now().Add(20 * time.Second); base == "" && time.Now().Before(deadline); {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			base = "http://" + m[1]
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d: %s", code, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if base == "" {
+		t.Fatalf("serve did not come up: %s", stderr.String())
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/openapi.yaml", "/.well-known/jwks.json"} {
+		resp, err := http.Get(base + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest("POST", base+"/api/v1/reviews", strings.NewReader(`{"sources":[{"source":"hospital"}],"provider":"onco","question":"q?"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+is.Token(t, "ehr-1", "https://gateway.test", nil))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("create review: %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exited %d after SIGTERM-like cancel: %s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not shut down")
+	}
+	if strings.Contains(stderr.String(), "s3cret-for-test") || strings.Contains(stderr.String(), os.Getenv("SL_TOKEN_KEY")) {
+		t.Error("a secret reached the log")
+	}
+}
+
+// TestServeRejectsBadConfig reports every problem at once and exits 1 without starting.
+func TestServeRejectsBadConfig(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(p, []byte("server: {addr: nowhere}\nbogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncBuffer
+	if code := runServe(context.Background(), []string{"--config", p}, &out, &errOut); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(errOut.String(), "bogus: line 2: unknown key") || !strings.Contains(errOut.String(), "server.addr") {
+		t.Errorf("want every problem listed, got:\n%s", errOut.String())
+	}
+}
