@@ -110,6 +110,14 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	if err := o.Store.EnsureQueue(ctx); err != nil {
 		return nil, err
 	}
+	if o.Profile == nil {
+		// Compile the default profile once, not on every assembly.
+		p, err := deid.LoadProfile(deid.DefaultProfile)
+		if err != nil {
+			return nil, err
+		}
+		o.Profile = p
+	}
 
 	var authSources []auth.Source
 	fhirSources := map[string]assembly.Source{}
