@@ -351,7 +351,7 @@ func (f *consentFlow) withdraw(c echo.Context) error {
 	}
 	if r.State != review.Withdrawn {
 		from := []review.State{review.AwaitingConsent, review.Consented, review.Assembling, review.Ready}
-		if _, err := f.Reviews.MoveReview(ctx, r.ID, from, review.Withdrawn, "withdrawn by the patient"); err != nil && !errors.Is(err, review.ErrTransition) {
+		if _, err := f.Reviews.MoveReview(ctx, r.ID, from, review.Withdrawn, store.WithdrawnByPatient); err != nil && !errors.Is(err, review.ErrTransition) {
 			return fmt.Errorf("withdraw review: %w", err)
 		}
 	}

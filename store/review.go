@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"secondlook/audit"
 	"secondlook/consent"
 	"secondlook/review"
 )
@@ -159,8 +160,20 @@ func (s *Store) MoveReview(ctx context.Context, id string, from []review.State, 
 	case 0:
 		return nil, fmt.Errorf("move review: %w: it is %s", review.ErrTransition, str(res[1]))
 	}
+	// Every transition is audited. The move has happened; a failure to audit it is reported, not undone.
+	ev, err := audit.Event{Action: audit.Transition, Outcome: audit.Success, At: time.Now(), ReviewID: id, State: string(to),
+		Patient: to == review.Withdrawn && reason == WithdrawnByPatient}.JSON()
+	if err == nil {
+		err = s.AppendAudit(ctx, id, ev)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("move review: audit the transition: %w", err)
+	}
 	return s.GetReview(ctx, id)
 }
+
+// WithdrawnByPatient is the reason recorded when the patient withdraws consent.
+const WithdrawnByPatient = "withdrawn by the patient"
 
 // SaveConsent stores or replaces the consent of one source of a review. It expires with the review's record.
 func (s *Store) SaveConsent(ctx context.Context, rec consent.Record) error {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -125,4 +126,31 @@ func TestReviewStoreRealRedis(t *testing.T) {
 
 func TestReviewStoreEmbeddedRedis(t *testing.T) {
 	runReviewStoreTests(t, func(t *testing.T) *store.Store { s, _ := storetest.EmbeddedRedis(t); return s })
+}
+
+func TestTransitionsAreAudited(t *testing.T) {
+	s, _ := storetest.RealRedis(t)
+	ctx := context.Background()
+	r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "p", Question: "q"}, time.Now(), time.Hour)
+	if err := s.CreateReview(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MoveReview(ctx, r.ID, []review.State{review.Consented}, review.Withdrawn, store.WithdrawnByPatient); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = s.MoveReview(ctx, r.ID, []review.State{review.Consented}, review.Assembling, "") // refused: not audited
+	trail, err := s.Audit(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(trail) != 2 || !strings.Contains(string(trail[0].Event), `"consented"`) || !strings.Contains(string(trail[1].Event), `"withdrawn"`) ||
+		!strings.Contains(string(trail[1].Event), "patient") {
+		t.Errorf("trail: %d entries", len(trail))
+		for _, e := range trail {
+			t.Log(string(e.Event))
+		}
+	}
 }
