@@ -1,7 +1,6 @@
 package assembly
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -68,8 +67,8 @@ type Config struct {
 	// Key and Profile de-identify every source; Key must be the same in every replica.
 	Key     deid.Key
 	Profile *deid.Profile
-	// Scan is the fail-closed check over the finished packet: it searches it for every identifying string of the raw
-	// inputs (deid.Scan). Required.
+	// Scan, when set, is an additional check over the finished packet, after the residual scan the de-identifier
+	// built from the raw inputs (which always runs).
 	Scan   func(inputs [][]byte, packet []byte) error
 	Signer packet.Signer
 	// Consumer names this worker in the consumer group; unique per process.
@@ -96,9 +95,6 @@ func New(cfg Config) (*Worker, error) {
 	var problems []error
 	if cfg.Reviews == nil || cfg.Consents == nil || cfg.Queue == nil || cfg.Packets == nil || cfg.Tokens == nil || cfg.GrantKey == nil {
 		problems = append(problems, errors.New("assembly: reviews, consents, queue, packets, tokens and grant key are required"))
-	}
-	if cfg.Scan == nil {
-		problems = append(problems, errors.New("assembly: the fail-closed scan is required"))
 	}
 	if cfg.Signer.Key == nil {
 		problems = append(problems, errors.New("assembly: a signing key is required"))
@@ -292,20 +288,20 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 	wg.Wait()
 
 	var sources []packet.Source
-	var inputs [][]byte
+	var parts []fhir.Sourced
 	var failures []error
 	for i, res := range results {
-		src := packet.Source{Kind: w.cfg.Sources[active[i].SourceID].Kind, Retrieved: res.raw != nil, Missing: res.missing}
+		src := packet.Source{Kind: w.cfg.Sources[active[i].SourceID].Kind, Retrieved: res.rec != nil, Missing: res.missing}
 		if res.err != nil {
 			failures = append(failures, res.err)
 			src.Missing = "the records could not be retrieved (" + res.errClass + ")"
 		}
 		sources = append(sources, src)
-		if res.raw != nil {
-			inputs = append(inputs, res.raw)
+		if res.rec != nil {
+			parts = append(parts, fhir.Sourced{BaseURL: res.base, Record: res.rec})
 		}
 	}
-	if len(inputs) == 0 {
+	if len(parts) == 0 {
 		return fmt.Errorf("retrieve: %w", errors.Join(failures...))
 	}
 	if len(failures) > 0 && !final {
@@ -314,7 +310,9 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 	}
 	// All sources are de-identified together: one key, one scope, one date shift for the whole record, so every
 	// interval between events at different sources is exact.
-	res, err := deid.Deidentify(concat(inputs), deid.Options{Profile: w.cfg.Profile, Key: w.cfg.Key, Scope: r.ID, Now: w.cfg.Now})
+	input := fhir.CollectionBundle(parts)
+	inputs := [][]byte{input}
+	res, err := deid.Deidentify(input, deid.Options{Profile: w.cfg.Profile, Key: w.cfg.Key, Scope: r.ID, Now: w.cfg.Now})
 	if err != nil {
 		var re *deid.ResidualError
 		var ie *deid.InputError
@@ -330,7 +328,16 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 	pkt, err := packet.Build(packet.Input{
 		ID: id, Created: now, Records: [][]byte{res.Bundle}, Sources: sources,
 		Profile: res.Report.Profile, ProfileVersion: res.Report.ProfileVersion,
-		Check: func(out []byte) error { return w.cfg.Scan(inputs, out) },
+		// The fail-closed check: the residual scan of every identifier of the raw inputs, over the finished packet.
+		Check: func(out []byte) error {
+			if err := res.Scanner.Scan(out); err != nil {
+				return err
+			}
+			if w.cfg.Scan != nil {
+				return w.cfg.Scan(inputs, out)
+			}
+			return nil
+		},
 	}, w.cfg.Signer)
 	if err != nil {
 		var re *deid.ResidualError
@@ -364,7 +371,8 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 }
 
 type sourceResult struct {
-	raw      []byte
+	rec      *fhir.Record
+	base     string
 	missing  string
 	err      error
 	errClass string
@@ -394,7 +402,7 @@ func (w *Worker) fromSource(ctx context.Context, r *review.Review, rec consent.R
 	if err != nil {
 		return sourceResult{err: fmt.Errorf("source %s: %w", rec.SourceID, err), errClass: classify(err)}
 	}
-	out := sourceResult{raw: got.Bundle(src.Client.BaseURL())}
+	out := sourceResult{rec: got, base: src.Client.BaseURL()}
 	var parts []string
 	for _, wn := range got.Warnings {
 		parts = append(parts, fmt.Sprintf("%d %s %s", wn.Count, wn.ResourceType, wn.Code))
@@ -432,28 +440,4 @@ func newUUID() (string, error) {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32], nil
-}
-
-// concat joins collection Bundles into one.
-func concat(bundles [][]byte) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"resourceType":"Bundle","type":"collection","entry":[`)
-	first := true
-	for _, raw := range bundles {
-		var bundle struct {
-			Entry []json.RawMessage `json:"entry"`
-		}
-		if json.Unmarshal(raw, &bundle) != nil {
-			continue
-		}
-		for _, e := range bundle.Entry {
-			if !first {
-				b.WriteByte(',')
-			}
-			first = false
-			b.Write(e)
-		}
-	}
-	b.WriteString("]}")
-	return b.Bytes()
 }

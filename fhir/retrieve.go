@@ -108,6 +108,8 @@ type run struct {
 	// referenced holds the Observation ids that kept DiagnosticReports name; Observations a server includes beyond
 	// those are not kept.
 	referenced map[string]bool
+	// reports holds each kept DiagnosticReport decoded once with the typed R4 models.
+	reports map[string]*models.DiagnosticReport
 }
 
 // Retrieve reads one patient's records: the Patient; the DiagnosticReports with every Observation their result
@@ -134,6 +136,7 @@ func (c *Client) Retrieve(ctx context.Context, q Query) (*Record, error) {
 		st:        &stats{maxBytes: c.opts.Limits.MaxBytes, tokens: q.Tokens},
 		resources: map[string]map[string]Resource{},
 		warnings:  map[[2]string]int{},
+		reports:   map[string]*models.DiagnosticReport{},
 	}
 	caps, err := c.capabilities(ctx, r.st)
 	if err != nil {
@@ -281,7 +284,20 @@ func (r *run) file(searched string, e entry) error {
 
 // keep checks that a resource is about this patient and valid enough to use, then stores it once.
 func (r *run) keep(res Resource) error {
-	subject, err := subjectOf(res)
+	var dr *models.DiagnosticReport
+	var subject string
+	var err error
+	if res.Type == TypeDiagnosticReport {
+		var rep models.DiagnosticReport
+		if rep, err = models.UnmarshalDiagnosticReport(res.Raw); err == nil {
+			dr = &rep
+			if rep.Subject != nil && rep.Subject.Reference != nil {
+				subject = *rep.Subject.Reference
+			}
+		}
+	} else {
+		subject, err = subjectOf(res)
+	}
 	if err != nil {
 		r.warn(WarnInvalidResource, res.Type, 1)
 		return nil
@@ -305,29 +321,22 @@ func (r *run) keep(res Resource) error {
 		return &LimitError{Op: "retrieve", Limit: "max_resources", Value: int64(r.c.opts.Limits.MaxResources)}
 	}
 	byID[res.ID] = res
+	if dr != nil {
+		r.reports[res.ID] = dr
+	}
 	return nil
 }
 
-// subjectOf returns the patient reference of a resource. DiagnosticReports are decoded with the typed R4 models
-// (they are needed typed for their results and attachments, and a report the models reject is not valid R4);
-// the others by their subject element alone.
+// subjectOf returns the patient reference of a resource other than a DiagnosticReport (those are decoded whole
+// with the typed R4 models in keep, since their results and attachments are needed too, and a report the models
+// reject is not valid R4).
 func subjectOf(res Resource) (string, error) {
 	var s struct {
 		Subject *struct {
 			Reference string `json:"reference"`
 		} `json:"subject"`
 	}
-	switch res.Type {
-	case TypeDiagnosticReport:
-		dr, err := models.UnmarshalDiagnosticReport(res.Raw)
-		if err != nil {
-			return "", err
-		}
-		if dr.Subject == nil || dr.Subject.Reference == nil {
-			return "", nil
-		}
-		return *dr.Subject.Reference, nil
-	case TypeBinary:
+	if res.Type == TypeBinary {
 		return "", nil
 	}
 	if err := json.Unmarshal(res.Raw, &s); err != nil {
@@ -379,11 +388,7 @@ func (r *run) results(ctx context.Context, caps *Capabilities) error {
 	r.mu.Lock()
 	r.referenced = seen
 	have := r.resources[TypeObservation]
-	for _, dr := range r.resources[TypeDiagnosticReport] {
-		rep, err := models.UnmarshalDiagnosticReport(dr.Raw)
-		if err != nil {
-			continue // filed already; cannot happen for a kept report
-		}
+	for _, rep := range r.reports {
 		for _, ref := range rep.Result {
 			if ref.Reference == nil {
 				continue
@@ -519,10 +524,8 @@ func (r *run) attachments(ctx context.Context) error {
 			wants = append(wants, want{id: id, size: size})
 		}
 	}
-	for _, dr := range r.resources[TypeDiagnosticReport] {
-		if rep, err := models.UnmarshalDiagnosticReport(dr.Raw); err == nil {
-			collect(rep.PresentedForm)
-		}
+	for _, rep := range r.reports {
+		collect(rep.PresentedForm)
 	}
 	for _, doc := range r.resources[TypeDocumentReference] {
 		if d, err := models.UnmarshalDocumentReference(doc.Raw); err == nil {
@@ -650,33 +653,57 @@ func (r *run) finish(rec *Record) {
 // Bundle returns the record as a FHIR collection Bundle (the Patient first, then each type in turn), with each
 // resource's JSON exactly as the server sent it and fullUrl the resource's absolute URL at the source.
 func (rec *Record) Bundle(baseURL string) []byte {
-	var b bytes.Buffer
+	return CollectionBundle([]Sourced{{BaseURL: baseURL, Record: rec}})
+}
+
+// Sourced is a record with the base URL of the source it came from.
+type Sourced struct {
+	BaseURL string
+	Record  *Record
+}
+
+// CollectionBundle writes several sources' records as one collection Bundle, each resource's JSON as the server
+// sent it, with fullUrls that keep same-named resources of different sources apart.
+func CollectionBundle(parts []Sourced) []byte {
+	size := 64
+	for _, p := range parts {
+		size += len(p.Record.Patient.Raw) + 128
+		for _, l := range p.Record.Resources {
+			for _, r := range l {
+				size += len(r.Raw) + 128
+			}
+		}
+	}
+	b := bytes.NewBuffer(make([]byte, 0, size))
 	b.WriteString(`{"resourceType":"Bundle","type":"collection","entry":[`)
 	first := true
-	add := func(r Resource) {
-		if r.Type == "" {
-			return
+	for _, p := range parts {
+		base := strings.TrimRight(p.BaseURL, "/")
+		add := func(r Resource) {
+			if r.Type == "" {
+				return
+			}
+			if !first {
+				b.WriteByte(',')
+			}
+			first = false
+			fu, _ := json.Marshal(base + "/" + r.Type + "/" + r.ID)
+			b.WriteString(`{"fullUrl":`)
+			b.Write(fu)
+			b.WriteString(`,"resource":`)
+			b.Write(r.Raw)
+			b.WriteByte('}')
 		}
-		if !first {
-			b.WriteByte(',')
+		add(p.Record.Patient)
+		types := make([]string, 0, len(p.Record.Resources))
+		for t := range p.Record.Resources {
+			types = append(types, t)
 		}
-		first = false
-		fu, _ := json.Marshal(strings.TrimRight(baseURL, "/") + "/" + r.Type + "/" + r.ID)
-		b.WriteString(`{"fullUrl":`)
-		b.Write(fu)
-		b.WriteString(`,"resource":`)
-		b.Write(r.Raw)
-		b.WriteByte('}')
-	}
-	add(rec.Patient)
-	types := make([]string, 0, len(rec.Resources))
-	for t := range rec.Resources {
-		types = append(types, t)
-	}
-	slices.Sort(types)
-	for _, t := range types {
-		for _, r := range rec.Resources[t] {
-			add(r)
+		slices.Sort(types)
+		for _, t := range types {
+			for _, r := range p.Record.Resources[t] {
+				add(r)
+			}
 		}
 	}
 	b.WriteString("]}")

@@ -196,7 +196,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		Reviews: o.Store, Consents: o.Store, Queue: o.Store, Packets: o.Store, Sources: fhirSources,
 		Tokens:   func(key string) fhir.TokenSource { return ac.Tokens(key) },
 		GrantKey: auth.GrantKey,
-		Key:      o.DeidKey, Profile: o.Profile, Scan: deid.Scan,
+		Key:      o.DeidKey, Profile: o.Profile,
 		Signer:      packet.Signer{Key: o.Signer, KeyID: o.SignerKID},
 		MaxAttempts: o.MaxAttempts, BaseDelay: o.RetryDelay, Visibility: o.Visibility,
 		Now: o.Now, Logger: o.Logger.With(slog.String("component", "assembly")),

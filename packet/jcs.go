@@ -2,9 +2,11 @@ package packet
 
 import (
 	"bytes"
+
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/go-json-experiment/json/jsontext"
 	"math"
 	"slices"
 	"strconv"
@@ -17,6 +19,15 @@ import (
 // minimal escaping. It is the signature input, so producer and verifier reach the same bytes from any
 // serialization of the same JSON.
 func canonicalize(data []byte) ([]byte, error) {
+	v := jsontext.Value(bytes.Clone(data))
+	if err := v.Canonicalize(); err != nil {
+		return nil, fmt.Errorf("canonicalize: %w", err)
+	}
+	return v, nil
+}
+
+// canonicalizeSlow is the reference implementation the tests compare the fast path with.
+func canonicalizeSlow(data []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any

@@ -136,7 +136,7 @@ func Build(in Input, s Signer) (*Packet, error) {
 		Timestamp:    created,
 		Entry:        entries,
 	}
-	unsigned, err := json.Marshal(doc)
+	unsigned, err := doc.encode()
 	if err != nil {
 		return nil, fmt.Errorf("encode packet: %w", err)
 	}
@@ -155,7 +155,7 @@ func Build(in Input, s Signer) (*Packet, error) {
 		SigFormat: "application/jose",
 		Data:      base64.StdEncoding.EncodeToString([]byte(jws)),
 	}
-	out, err := json.Marshal(doc)
+	out, err := doc.encode()
 	if err != nil {
 		return nil, fmt.Errorf("encode packet: %w", err)
 	}
@@ -177,8 +177,52 @@ type document struct {
 	Identifier   identifier `json:"identifier"`
 	Type         string     `json:"type"`
 	Timestamp    string     `json:"timestamp"`
-	Entry        []rawEntry `json:"entry"`
+	Entry        []rawEntry `json:"entry,omitempty"`
 	Signature    *signature `json:"signature,omitempty"`
+}
+
+// encode writes the document: its own small fields through encoding/json, the entries' resources as the exact
+// bytes they already are (valid, compact JSON from the de-identifier or from this package), so a multi-megabyte
+// packet is not re-validated and re-compacted on every write.
+func (d *document) encode() ([]byte, error) {
+	head := *d
+	head.Entry, head.Signature = nil, nil
+	hb, err := json.Marshal(head)
+	if err != nil {
+		return nil, err
+	}
+	size := len(hb) + 64
+	for _, e := range d.Entry {
+		size += len(e.FullURL) + len(e.Resource) + 32
+	}
+	b := bytes.NewBuffer(make([]byte, 0, size))
+	b.Write(hb[:len(hb)-1]) // without the closing brace
+	b.WriteString(`,"entry":[`)
+	for i, e := range d.Entry {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fu, err := json.Marshal(e.FullURL)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(`{"fullUrl":`)
+		b.Write(fu)
+		b.WriteString(`,"resource":`)
+		b.Write(e.Resource)
+		b.WriteByte('}')
+	}
+	b.WriteByte(']')
+	if d.Signature != nil {
+		sb, err := json.Marshal(d.Signature)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(`,"signature":`)
+		b.Write(sb)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }
 
 type meta struct {

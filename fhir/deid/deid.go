@@ -62,6 +62,9 @@ type Result struct {
 	Bundle []byte
 	// Report says what was done. It holds no PHI: counts, element paths, resource types, kinds.
 	Report Report
+	// Scanner is the residual scan built from this input, for checking documents made later from the output (the
+	// packet) without indexing the input again.
+	Scanner *Scanner
 }
 
 // InputError reports input that is not acceptable: invalid JSON or UTF-8, a limit exceeded, a missing key. It
@@ -149,7 +152,7 @@ func Deidentify(input []byte, opts Options) (res *Result, err error) {
 			tr.report.r.KeyID = opts.Key.ID
 			tr.report.r.Profile = prof.Name
 			tr.report.r.ProfileVersion = prof.Version
-			return &Result{Bundle: out, Report: tr.report.finish()}, nil
+			return &Result{Bundle: out, Report: tr.report.finish(), Scanner: &Scanner{matchers: []*matcher{m}}}, nil
 		}
 		var re *ResidualError
 		if errors.As(err, &re) && re.Kind == phiBirthDate.String() && tr.birthCollision {

@@ -1,0 +1,111 @@
+package assembly_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"secondlook/assembly"
+	"secondlook/consent"
+	"secondlook/fhir"
+	"secondlook/fhir/deid"
+	"secondlook/packet"
+	"secondlook/review"
+	"secondlook/sandbox"
+	"secondlook/store"
+)
+
+// BenchmarkAssembleLargest assembles the largest shared patient (Johnetta529, 3.2 MB) from one sandbox site with
+// 50 ms of latency on every request: retrieval, de-identification, packet, signature, fail-closed scan and storage,
+// as a worker does it. It reports the requests made and the longest chain of dependent requests, whose product
+// with 50 ms is the critical path the wall time is compared with in docs/benchmarks.md.
+func BenchmarkAssembleLargest(b *testing.B) {
+	const patient = "abb133fd-5683-45cd-a5c8-137ca2807fbe"
+	raw, err := os.ReadFile("../testdata/synthea/Johnetta529_Marquardt819_abb133fd-5683-45cd-a5c8-137ca2807fbe.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sb, err := sandbox.New(sandbox.Options{Sites: []sandbox.SiteOptions{{Name: "hospital", Bundles: [][]byte{raw}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sb.Site("hospital").Faults().Add(sandbox.Fault{Latency: 50 * time.Millisecond})
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		sb.Handler().ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	client, err := fhir.NewClient(fhir.Options{BaseURL: srv.URL + "/hospital/fhir"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := client.Capabilities(context.Background()); err != nil { // a running gateway has it cached
+		b.Fatal(err)
+	}
+	rdb, mr, err := store.Embedded()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mr.Close()
+	st := store.New(rdb, "bench:")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	prof, err := deid.LoadProfile(deid.DefaultProfile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := assembly.New(assembly.Config{
+		Reviews: st, Consents: st, Queue: st, Packets: st,
+		Sources:  map[string]assembly.Source{"hospital": {Client: client, Kind: "hospital"}},
+		Tokens:   func(string) fhir.TokenSource { return nil },
+		GrantKey: func(r, s string) string { return r + "/" + s },
+		Key:      deid.Key{ID: "k", Secret: bytes.Repeat([]byte("k"), 32)}, Profile: prof,
+		Signer: packet.Signer{Key: key, KeyID: "s"}, Consumer: "bench",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	consented := func() string {
+		r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "hospital", PatientID: patient}}, Provider: "p", Question: "q"}, time.Now(), time.Hour)
+		if err := st.CreateReview(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+		if err := st.SaveConsent(ctx, consent.Record{ID: "c", ReviewID: r.ID, SourceID: "hospital", PatientRef: "Patient/" + patient, ProviderID: "p",
+			Granted: []string{"DiagnosticReport", "ImagingStudy", "Condition"}, Start: time.Now().Add(-time.Minute), End: r.ExpiresAt}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := st.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
+			b.Fatal(err)
+		}
+		return r.ID
+	}
+	var perOp int64
+	for b.Loop() {
+		b.StopTimer()
+		id := consented()
+		before := requests.Load()
+		b.StartTimer()
+		if err := w.Assemble(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		perOp = requests.Load() - before
+		if got, _ := st.GetReview(ctx, id); got.State != review.Ready {
+			b.Fatalf("state %s", got.State)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(perOp), "requests/op")
+	// Patient, DiagnosticReport (one page of 100 with _include), Condition and ImagingStudy searches all start at
+	// once and nothing waits on them: one round trip.
+	b.ReportMetric(1, "chain")
+}
