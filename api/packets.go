@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -87,21 +88,65 @@ func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.Store
 	r = effective(r, a.Now())
 	switch r.State {
 	case review.Withdrawn, review.Expired:
+		a.packets.drop(id)
 		a.record(ctx, audit.Event{Action: action, Outcome: audit.Denied, ClientID: cl.ID, ReviewID: id})
 		return nil, problemf(http.StatusGone, "This packet is no longer available: the consent was withdrawn or has expired.")
 	case review.Ready:
 	default:
 		return nil, problemf(http.StatusNotFound, "There is no such packet.")
 	}
-	p, err := a.Store.GetPacket(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, problemf(http.StatusGone, "This packet is no longer available.")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get packet: %w", err)
+	p := a.packets.get(id)
+	if p == nil {
+		p, err = a.Store.GetPacket(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, problemf(http.StatusGone, "This packet is no longer available.")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get packet: %w", err)
+		}
+		a.packets.put(id, p)
 	}
 	a.record(ctx, audit.Event{Action: action, Outcome: audit.Success, ClientID: cl.ID, ReviewID: id})
 	return p, nil
+}
+
+// packetCache keeps recently served packets in memory. A packet never changes once stored, and every request still
+// reads the review's state first, so a withdrawn or expired packet is refused (and dropped) however warm the cache.
+type packetCache struct {
+	mu    sync.Mutex
+	byID  map[string]*store.StoredPacket
+	bytes int
+}
+
+const packetCacheBytes = 64 << 20
+
+func (c *packetCache) get(id string) *store.StoredPacket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byID[id]
+}
+
+func (c *packetCache) put(id string, p *store.StoredPacket) {
+	size := len(p.Gzip) + len(p.Report)
+	if size > packetCacheBytes/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byID == nil || c.bytes+size > packetCacheBytes {
+		c.byID, c.bytes = map[string]*store.StoredPacket{}, 0
+	}
+	c.byID[id] = p
+	c.bytes += size
+}
+
+func (c *packetCache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.byID[id]; ok {
+		c.bytes -= len(p.Gzip) + len(p.Report)
+		delete(c.byID, id)
+	}
 }
 
 func (a *reviewAPI) getPacket(c echo.Context) error {

@@ -44,6 +44,7 @@ type ReviewsConfig struct {
 // reviewAPI serves EHR integrations (create and follow reviews) and providers (read packets).
 type reviewAPI struct {
 	ReviewsConfig
+	packets packetCache
 }
 
 func (a *reviewAPI) mount(e *echo.Echo) {

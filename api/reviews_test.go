@@ -32,6 +32,12 @@ type apiEnv struct {
 
 func newAPIEnv(t *testing.T) *apiEnv {
 	t.Helper()
+	st, _ := storetest.RealRedis(t)
+	return newAPIEnvWith(t, st)
+}
+
+func newAPIEnvWith(t testing.TB, st *store.Store) *apiEnv {
+	t.Helper()
 	is := callertest.NewIssuer(t)
 	v, err := caller.New([]caller.Issuer{{URL: is.URL, Audience: audience, Clients: []caller.Client{
 		{ID: "ehr-1", Kind: caller.EHR}, {ID: "ehr-2", Kind: caller.EHR},
@@ -40,7 +46,6 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := storetest.RealRedis(t)
 	var logs bytes.Buffer
 	s, err := New(Config{
 		Logger:  slog.New(slog.NewJSONHandler(&logs, nil)),
@@ -172,7 +177,7 @@ func TestReviewRequestErrors(t *testing.T) {
 }
 
 // readyReview stores a review with a packet, as assembly would leave it.
-func readyReview(t *testing.T, e *apiEnv, provider string) (*review.Review, []byte) {
+func readyReview(t testing.TB, e *apiEnv, provider string) (*review.Review, []byte) {
 	t.Helper()
 	ctx := context.Background()
 	r, _ := review.New("ehr-1", review.Request{Sources: []review.SourceRequest{{Source: "hospital"}}, Provider: provider, Question: "q"}, time.Now(), time.Hour)

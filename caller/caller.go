@@ -2,6 +2,7 @@ package caller
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -54,7 +55,21 @@ type Verifier struct {
 	http    *http.Client
 	now     func() time.Time
 	maxAge  time.Duration
+
+	// verified remembers tokens already verified, by their SHA-256, until they expire or a minute has passed,
+	// whichever is first: a provider downloading a packet presents the same token many times, and a signature
+	// check per request would dominate the cost of serving it.
+	mu       sync.Mutex
+	verified map[[32]byte]cachedCaller
 }
+
+type cachedCaller struct {
+	client Client
+	until  time.Time
+}
+
+// maxCachedTokens bounds the cache of verified tokens; when full it is emptied.
+const maxCachedTokens = 10000
 
 type issuer struct {
 	Issuer
@@ -76,7 +91,7 @@ type Options struct {
 // New returns a Verifier for the issuers. Discovery happens on first use of each issuer, so an issuer that is down
 // at start-up does not stop the gateway.
 func New(issuers []Issuer, o Options) (*Verifier, error) {
-	v := &Verifier{issuers: map[string]*issuer{}, http: o.HTTPClient, now: o.Now, maxAge: o.MaxLifetime}
+	v := &Verifier{issuers: map[string]*issuer{}, http: o.HTTPClient, now: o.Now, maxAge: o.MaxLifetime, verified: map[[32]byte]cachedCaller{}}
 	if v.http == nil {
 		v.http = &http.Client{Timeout: 15 * time.Second}
 	}
@@ -114,6 +129,15 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Client, error) {
 	if raw == "" || len(raw) > 8192 {
 		return nil, ErrUnauthenticated
 	}
+	sum := sha256.Sum256([]byte(raw))
+	now := v.now()
+	v.mu.Lock()
+	if c, ok := v.verified[sum]; ok && now.Before(c.until) {
+		v.mu.Unlock()
+		cl := c.client
+		return &cl, nil
+	}
+	v.mu.Unlock()
 	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.ES256, jose.ES384, jose.PS256})
 	if err != nil {
 		return nil, fmt.Errorf("%w: malformed token", ErrUnauthenticated)
@@ -159,6 +183,16 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Client, error) {
 	if !ok {
 		return nil, ErrForbidden
 	}
+	until := idt.Expiry
+	if limit := now.Add(time.Minute); until.After(limit) {
+		until = limit
+	}
+	v.mu.Lock()
+	if len(v.verified) >= maxCachedTokens {
+		clear(v.verified)
+	}
+	v.verified[sum] = cachedCaller{client: c, until: until}
+	v.mu.Unlock()
 	return &c, nil
 }
 

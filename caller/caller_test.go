@@ -91,3 +91,24 @@ func tamper(raw string) string {
 	parts[1] = base64.RawURLEncoding.EncodeToString(p)
 	return strings.Join(parts, ".")
 }
+
+// A verified token is remembered, but never past its expiry.
+func TestVerifiedTokensExpire(t *testing.T) {
+	is := newIssuer(t)
+	now := time.Now()
+	v, err := caller.New([]caller.Issuer{{URL: is.URL, Audience: "https://gateway.example", Clients: []caller.Client{
+		{ID: "ehr-st-mary", Name: "St. Mary's EHR", Kind: caller.EHR}}}}, caller.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := is.token(t, func(c *claims) { c.Expiry = jwt.NewNumericDate(time.Now().Add(30 * time.Second)) })
+	for range 3 {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(31 * time.Second)
+	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, caller.ErrUnauthenticated) {
+		t.Errorf("expired token still accepted from the cache: %v", err)
+	}
+}

@@ -20,10 +20,13 @@ var ErrNotFound = errors.New("store: not found")
 // before the holder released it.
 var ErrLockNotHeld = errors.New("store: lock no longer held")
 
-// Store is the Redis-backed storage. It is safe for concurrent use and holds no state besides its client.
+// Store is the Redis-backed storage. It is safe for concurrent use; besides its client it holds only the queue of
+// audit appends in flight.
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
+	// audit batches this process's audit appends per review (see AppendAudit).
+	audit *auditBatcher
 }
 
 // New returns a Store whose keys all start with prefix (for example "secondlook:"). The prefix must not contain
@@ -32,7 +35,7 @@ func New(client redis.UniversalClient, prefix string) *Store {
 	if strings.ContainsAny(prefix, "{}") {
 		panic("store: prefix must not contain { or }")
 	}
-	return &Store{rdb: client, prefix: prefix}
+	return &Store{rdb: client, prefix: prefix, audit: &auditBatcher{queues: map[string]*auditQueue{}}}
 }
 
 // Client returns the underlying Redis client.
