@@ -74,19 +74,22 @@ func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.Store
 	if !review.ValidID(id) {
 		return nil, problemf(http.StatusNotFound, "There is no such packet.")
 	}
-	r, err := a.Store.GetReview(ctx, id)
+	acc, err := a.Store.ReviewAccess(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, problemf(http.StatusNotFound, "There is no such packet.")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get review: %w", err)
 	}
-	if r.Provider != cl.ID {
+	if acc.Provider != cl.ID {
 		a.record(ctx, audit.Event{Action: action, Outcome: audit.Denied, ClientID: cl.ID, ReviewID: id})
 		return nil, problemf(http.StatusNotFound, "There is no such packet.")
 	}
-	r = effective(r, a.Now())
-	switch r.State {
+	state := acc.State
+	if !state.Final() && !a.Now().Before(acc.ExpiresAt) {
+		state = review.Expired
+	}
+	switch state {
 	case review.Withdrawn, review.Expired:
 		a.packets.drop(id)
 		a.record(ctx, audit.Event{Action: action, Outcome: audit.Denied, ClientID: cl.ID, ReviewID: id})

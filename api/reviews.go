@@ -22,6 +22,7 @@ import (
 type reviewRecords interface {
 	CreateReview(ctx context.Context, r *review.Review) error
 	GetReview(ctx context.Context, id string) (*review.Review, error)
+	ReviewAccess(ctx context.Context, id string) (*store.Access, error)
 	ProviderReviews(ctx context.Context, provider string) ([]string, error)
 	GetPacket(ctx context.Context, reviewID string) (*store.StoredPacket, error)
 	AppendAudit(ctx context.Context, reviewID string, event []byte) error

@@ -27,7 +27,7 @@ var ErrExists = errors.New("store: already exists")
 // createReviewScript stores a new review only if there is none under its id, and sets its expiry.
 var createReviewScript = redis.NewScript(`
 if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
-redis.call("HSET", KEYS[1], "data", ARGV[1], "state", ARGV[2], "reason", "", "updated", ARGV[3])
+redis.call("HSET", KEYS[1], "data", ARGV[1], "state", ARGV[2], "reason", "", "updated", ARGV[3], "provider", ARGV[5], "expires", ARGV[6])
 redis.call("PEXPIREAT", KEYS[1], ARGV[4])
 return 1`)
 
@@ -60,7 +60,7 @@ func (s *Store) CreateReview(ctx context.Context, r *review.Review) error {
 	doc := append(append(append([]byte(`{"meta":`), meta...), `,"request":`...), data...)
 	doc = append(doc, '}')
 	until := r.ExpiresAt.Add(ReviewRetention).UnixMilli()
-	n, err := createReviewScript.Run(ctx, s.rdb, []string{k}, doc, string(r.State), r.UpdatedAt.UnixMilli(), until).Int()
+	n, err := createReviewScript.Run(ctx, s.rdb, []string{k}, doc, string(r.State), r.UpdatedAt.UnixMilli(), until, r.Provider, r.ExpiresAt.UnixMilli()).Int()
 	if err != nil {
 		return fmt.Errorf("create review: %w", err)
 	}
@@ -90,6 +90,37 @@ func (s *Store) ProviderReviews(ctx context.Context, provider string) ([]string,
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+// Access is what deciding a packet read needs of a review: who may read it, its state, and its expiry.
+type Access struct {
+	Provider  string
+	State     review.State
+	ExpiresAt time.Time
+}
+
+// ReviewAccess reads a review's provider, state and expiry in one small round trip, without decoding the request.
+func (s *Store) ReviewAccess(ctx context.Context, id string) (*Access, error) {
+	k, err := s.key("review", id)
+	if err != nil {
+		return nil, fmt.Errorf("review access: %w", err)
+	}
+	v, err := s.rdb.HMGet(ctx, k, "provider", "state", "expires").Result()
+	if err != nil {
+		return nil, fmt.Errorf("review access: %w", err)
+	}
+	if v[1] == nil {
+		return nil, ErrNotFound
+	}
+	ms, err := strconv.ParseInt(str(v[2]), 10, 64)
+	if err != nil || str(v[0]) == "" {
+		r, err := s.GetReview(ctx, id) // a record written before these fields existed
+		if err != nil {
+			return nil, err
+		}
+		return &Access{Provider: r.Provider, State: r.State, ExpiresAt: r.ExpiresAt}, nil
+	}
+	return &Access{Provider: str(v[0]), State: review.State(str(v[1])), ExpiresAt: time.UnixMilli(ms).UTC()}, nil
 }
 
 type reviewMeta struct {

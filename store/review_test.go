@@ -48,6 +48,9 @@ func runReviewStoreTests(t *testing.T, newStore func(t *testing.T) *store.Store)
 		if err != nil || got.State != review.Consented {
 			t.Fatalf("move: %v %+v", err, got)
 		}
+		if a, err := s.ReviewAccess(ctx, r.ID); err != nil || a.Provider != "onco" || a.State != review.Consented || !a.ExpiresAt.Equal(r.ExpiresAt) {
+			t.Errorf("access: %+v %v", a, err)
+		}
 		if ids, err := s.ProviderReviews(ctx, "onco"); err != nil || len(ids) != 1 || ids[0] != r.ID {
 			t.Errorf("provider index: %v %v", ids, err)
 		}
