@@ -64,6 +64,7 @@ type reviewView struct {
 	ID            string                 `json:"id"`
 	State         review.State           `json:"state"`
 	Reason        string                 `json:"reason,omitempty"`
+	Progress      string                 `json:"progress,omitempty"`
 	Sources       []review.SourceRequest `json:"sources"`
 	Provider      string                 `json:"provider"`
 	ResourceTypes []string               `json:"resourceTypes,omitempty"`
@@ -75,7 +76,7 @@ type reviewView struct {
 }
 
 func (a *reviewAPI) view(r *review.Review) reviewView {
-	return reviewView{ID: r.ID, State: r.State, Reason: r.Reason, Sources: r.Sources, Provider: r.Provider,
+	return reviewView{ID: r.ID, State: r.State, Reason: r.Reason, Progress: r.Progress, Sources: r.Sources, Provider: r.Provider,
 		ResourceTypes: r.ResourceTypes, LookBackDays: r.LookBackDays, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		ExpiresAt: r.ExpiresAt, ConsentURL: a.PublicURL + "/consent/" + r.ID}
 }

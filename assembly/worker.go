@@ -24,6 +24,7 @@ import (
 // Reviews is the review storage the worker needs.
 type Reviews interface {
 	GetReview(ctx context.Context, id string) (*review.Review, error)
+	SetProgress(ctx context.Context, id, stage string) error
 	MoveReview(ctx context.Context, id string, from []review.State, to review.State, reason string) (*review.Review, error)
 }
 
@@ -222,6 +223,13 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	}
 }
 
+// progress records the stage; a failure to record it does not stop the assembly.
+func (w *Worker) progress(ctx context.Context, reviewID, stage string) {
+	if err := w.cfg.Reviews.SetProgress(ctx, reviewID, stage); err != nil {
+		w.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "record assembly progress failed", slog.String("error", err.Error()))
+	}
+}
+
 // permanentError ends a review: retrying cannot help. reason is safe to show the requester.
 type permanentError struct {
 	reason string
@@ -276,6 +284,7 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 		return &permanentError{reason: "No active consent remains.", err: errors.New("no active consent")}
 	}
 
+	w.progress(ctx, reviewID, review.StageRetrieving)
 	results := make([]sourceResult, len(active))
 	var wg sync.WaitGroup
 	for i, rec := range active {
@@ -310,6 +319,7 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 	}
 	// All sources are de-identified together: one key, one scope, one date shift for the whole record, so every
 	// interval between events at different sources is exact.
+	w.progress(ctx, reviewID, review.StageDeidentifying)
 	input := fhir.CollectionBundle(parts)
 	inputs := [][]byte{input}
 	res, err := deid.Deidentify(input, deid.Options{Profile: w.cfg.Profile, Key: w.cfg.Key, Scope: r.ID, Now: w.cfg.Now})
@@ -321,6 +331,7 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 		}
 		return fmt.Errorf("de-identify: %w", err)
 	}
+	w.progress(ctx, reviewID, review.StagePacking)
 	id, err := newUUID()
 	if err != nil {
 		return err

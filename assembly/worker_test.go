@@ -267,7 +267,14 @@ func TestWithdrawnDuringAssemblyStoresNothing(t *testing.T) {
 	e.site["hospital"].Faults().Add(sandbox.Fault{Latency: 300 * time.Millisecond})
 	runWorker(t, e.worker)
 	_ = e.store.Enqueue(context.Background(), r.ID)
-	waitState(t, e.store, r.ID, review.Assembling)
+	got := waitState(t, e.store, r.ID, review.Assembling)
+	for i := 0; got.Progress == "" && i < 50; i++ {
+		time.Sleep(5 * time.Millisecond)
+		got, _ = e.store.GetReview(context.Background(), r.ID)
+	}
+	if got.Progress != review.StageRetrieving {
+		t.Errorf("progress %q while retrieving", got.Progress)
+	}
 	if _, err := e.store.MoveReview(context.Background(), r.ID, []review.State{review.Assembling}, review.Withdrawn, "withdrawn"); err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,16 @@ type Review struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 	// Reason says why a review failed, in words safe to show the requester.
 	Reason string `json:"reason,omitempty"`
+	// Progress names the assembly stage while the review is assembling.
+	Progress string `json:"progress,omitempty"`
 }
+
+// Assembly stages shown in a review's progress.
+const (
+	StageRetrieving    = "retrieving"
+	StageDeidentifying = "de-identifying"
+	StagePacking       = "packing"
+)
 
 // Problem is one thing wrong with a request.
 type Problem struct {

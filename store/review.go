@@ -135,7 +135,7 @@ func (s *Store) GetReview(ctx context.Context, id string) (*review.Review, error
 	if err != nil {
 		return nil, fmt.Errorf("get review: %w", err)
 	}
-	vals, err := s.rdb.HMGet(ctx, k, "data", "state", "reason", "updated").Result()
+	vals, err := s.rdb.HMGet(ctx, k, "data", "state", "reason", "updated", "progress").Result()
 	if err != nil {
 		return nil, fmt.Errorf("get review: %w", err)
 	}
@@ -152,6 +152,9 @@ func (s *Store) GetReview(ctx context.Context, id string) (*review.Review, error
 	r := &review.Review{ID: id, Requester: doc.Meta.Requester, Request: doc.Request, CreatedAt: doc.Meta.CreatedAt, ExpiresAt: doc.Meta.ExpiresAt}
 	r.State = review.State(str(vals[1]))
 	r.Reason = str(vals[2])
+	if r.State == review.Assembling {
+		r.Progress = str(vals[4])
+	}
 	if ms, err := strconv.ParseInt(str(vals[3]), 10, 64); err == nil {
 		r.UpdatedAt = time.UnixMilli(ms).UTC()
 	}
@@ -201,6 +204,18 @@ func (s *Store) MoveReview(ctx context.Context, id string, from []review.State, 
 		return nil, fmt.Errorf("move review: audit the transition: %w", err)
 	}
 	return s.GetReview(ctx, id)
+}
+
+// SetProgress records the assembly stage of a review (shown while it is assembling).
+func (s *Store) SetProgress(ctx context.Context, id, stage string) error {
+	k, err := s.key("review", id)
+	if err != nil {
+		return fmt.Errorf("set progress: %w", err)
+	}
+	if err := s.rdb.HSet(ctx, k, "progress", stage).Err(); err != nil {
+		return fmt.Errorf("set progress: %w", err)
+	}
+	return nil
 }
 
 // WithdrawnByPatient is the reason recorded when the patient withdraws consent.
