@@ -204,10 +204,16 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	return g, nil
 }
 
-// RunWorkers runs the assembly workers until ctx is done.
+// RunWorkers runs the assembly workers, and the sweeper that ends reviews whose consent period is over, until ctx
+// is done.
 func (g *Gateway) RunWorkers(ctx context.Context) error {
 	host, _ := os.Hostname()
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.sweep(ctx)
+	}()
 	errs := make([]error, g.opts.Workers)
 	for i := range g.opts.Workers {
 		cfg := g.assembly
@@ -243,3 +249,30 @@ func mergeJWKS(ac *auth.Client, signer crypto.Signer, kid string) ([]byte, error
 }
 
 func isHTTPS(u string) bool { return len(u) > 8 && u[:8] == "https://" }
+
+// sweepEvery is how often a replica looks for reviews whose consent period has ended.
+const sweepEvery = 30 * time.Second
+
+// sweep expires due reviews (their packets go at once) and revokes their grants at the sources.
+func (g *Gateway) sweep(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		ids, err := g.Store.ExpireDue(ctx, g.opts.Now())
+		if err != nil && ctx.Err() == nil {
+			g.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "expire reviews failed", slog.String("error", err.Error()))
+		}
+		for _, id := range ids {
+			for _, s := range g.opts.Sources {
+				if err := g.Auth.Revoke(ctx, auth.GrantKey(id, s.ID)); err != nil && !errors.Is(err, auth.ErrNoGrant) {
+					g.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "revoke expired grant failed", slog.String("source", s.ID), slog.String("error", err.Error()))
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -67,11 +67,13 @@ func (s *Store) CreateReview(ctx context.Context, r *review.Review) error {
 	if n == 0 {
 		return ErrExists
 	}
-	// The provider's index lives in another hash slot, so it is a second step; listing checks every review it names.
+	// The provider's index and the expiry schedule live in other hash slots, so they are a second step; readers check
+	// every review they name.
 	pk := s.prefix + "{provider:" + r.Provider + "}:reviews"
-	if _, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, pk, r.ID)
 		p.PExpireAt(ctx, pk, r.ExpiresAt.Add(ReviewRetention))
+		p.ZAdd(ctx, s.expiryKey(), redis.Z{Score: float64(r.ExpiresAt.UnixMilli()), Member: r.ID})
 		return nil
 	}); err != nil {
 		return fmt.Errorf("index review: %w", err)
@@ -204,6 +206,40 @@ func (s *Store) MoveReview(ctx context.Context, id string, from []review.State, 
 		return nil, fmt.Errorf("move review: audit the transition: %w", err)
 	}
 	return s.GetReview(ctx, id)
+}
+
+func (s *Store) expiryKey() string { return s.prefix + "{expiry}:reviews" }
+
+// claimExpiredScript takes up to 100 reviews due to expire off the schedule, atomically, so one replica handles each.
+var claimExpiredScript = redis.NewScript(`
+local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, 100)
+for _, id in ipairs(due) do redis.call("ZREM", KEYS[1], id) end
+return due`)
+
+// ExpireDue moves every review whose consent period has ended (and that has not ended otherwise) to expired, and
+// deletes its packet at once. It returns the reviews it expired. Any replica may run it; each review is claimed once.
+func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]string, error) {
+	ids, err := claimExpiredScript.Run(ctx, s.rdb, []string{s.expiryKey()}, now.UnixMilli()).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("expire reviews: %w", err)
+	}
+	var expired []string
+	for _, id := range ids {
+		_, err := s.MoveReview(ctx, id, []review.State{review.AwaitingConsent, review.Consented, review.Assembling, review.Ready},
+			review.Expired, "The consent period ended.")
+		switch {
+		case err == nil:
+			expired = append(expired, id)
+		case errors.Is(err, review.ErrTransition), errors.Is(err, ErrNotFound):
+			continue // already ended, or gone
+		default:
+			return expired, fmt.Errorf("expire reviews: %w", err)
+		}
+		if err := s.DeletePacket(ctx, id); err != nil {
+			return expired, err
+		}
+	}
+	return expired, nil
 }
 
 // SetProgress records the assembly stage of a review (shown while it is assembling).

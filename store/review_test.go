@@ -157,3 +157,38 @@ func TestTransitionsAreAudited(t *testing.T) {
 		}
 	}
 }
+
+func TestExpireDue(t *testing.T) {
+	s, _ := storetest.RealRedis(t)
+	ctx := context.Background()
+	now := time.Now()
+	short, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "p", Question: "q"}, now.Add(-2*time.Hour), time.Hour)
+	long, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "p", Question: "q"}, now, time.Hour)
+	done, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "p", Question: "q"}, now.Add(-2*time.Hour), time.Hour)
+	for _, r := range []*review.Review{short, long, done} {
+		if err := s.CreateReview(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.MoveReview(ctx, done.ID, []review.State{review.AwaitingConsent}, review.Withdrawn, store.WithdrawnByPatient); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SavePacket(ctx, store.StoredPacket{ID: "x", ReviewID: short.ID, Provider: "p", ETag: "e"}, []byte("{}"), now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := s.ExpireDue(ctx, now)
+	if err != nil || len(ids) != 1 || ids[0] != short.ID {
+		t.Fatalf("expired %v, %v; want the short review", ids, err)
+	}
+	for id, want := range map[string]review.State{short.ID: review.Expired, long.ID: review.AwaitingConsent, done.ID: review.Withdrawn} {
+		if r, _ := s.GetReview(ctx, id); r.State != want {
+			t.Errorf("review state %s, want %s", r.State, want)
+		}
+	}
+	if _, err := s.GetPacket(ctx, short.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("expired review's packet kept: %v", err)
+	}
+	if ids, _ := s.ExpireDue(ctx, now); len(ids) != 0 {
+		t.Errorf("a second sweep expired %v", ids)
+	}
+}
