@@ -19,6 +19,7 @@ import (
 
 	"secondlook/caller/callertest"
 	"secondlook/sandbox"
+	"secondlook/store"
 )
 
 // TestServe runs `secondlook serve` from a config file against a sandbox hospital and a test token issuer: it
@@ -26,6 +27,14 @@ import (
 func TestServe(t *testing.T) {
 	if os.Getenv("REDIS_URL") == "" {
 		t.Setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+	}
+	if rdb, err := store.Open(context.Background(), os.Getenv("REDIS_URL")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no Redis: %v (.ci/run starts one)", err)
+		}
+		t.Skipf("no Redis at REDIS_URL or 127.0.0.1:6379: %v", err)
+	} else {
+		rdb.Close()
 	}
 	sb, err := sandbox.New(sandbox.Options{})
 	if err != nil {
