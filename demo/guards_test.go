@@ -7,28 +7,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"secondlook/internal/syncbuf"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 func startDemo(t *testing.T) (*Demo, *syncBuffer) {
 	t.Helper()

@@ -10,30 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"secondlook/internal/syncbuf"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// syncBuffer is a bytes.Buffer safe to write from the command's goroutine while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // startSandbox runs `secondlook sandbox` in-process on a free loopback port and returns its FHIR base.
 func startSandbox(t *testing.T, args ...string) string {
