@@ -66,6 +66,12 @@ type ConsentConfig struct {
 	OnConsented func(ctx context.Context, reviewID string) error
 	// OnWithdrawn is called after a withdrawal (packets are purged there).
 	OnWithdrawn func(ctx context.Context, reviewID string) error
+	// Launch and LaunchStore enable the SMART EHR launch of the gateway (/launch); PublicURL and Validity shape the
+	// reviews it creates.
+	Launch      ehrLauncher
+	LaunchStore launchStore
+	PublicURL   string
+	Validity    time.Duration
 	Now         func() time.Time
 	Logger      *slog.Logger
 }
@@ -82,6 +88,7 @@ func (f *consentFlow) mount(e *echo.Echo) {
 	e.GET("/consent/:review/authorize/:source", f.authorize)
 	e.GET("/auth/callback/:source", f.callback)
 	e.POST("/consent/:review/withdraw", f.withdraw)
+	f.mountLaunch(e)
 }
 
 func (f *consentFlow) cookieName() string {
@@ -256,6 +263,9 @@ func (f *consentFlow) callback(c echo.Context) error {
 			return &pageError{status: http.StatusBadRequest, key: "error.session"}
 		}
 		return &pageError{status: http.StatusBadGateway, key: "error.auth", args: []any{info.Name}}
+	}
+	if g.EHRLaunch {
+		return f.launched(c, g, binding)
 	}
 	r, err := f.Reviews.GetReview(ctx, g.ReviewID)
 	if err != nil {

@@ -132,6 +132,7 @@ func (c *Client) complete(ctx context.Context, sourceID string, q url.Values, bi
 			GrantedTypes: granted,
 			DeniedTypes:  denied,
 			Refreshable:  tok.RefreshToken != "",
+			EHRLaunch:    p.EHR,
 			GrantedAt:    now,
 			ExpiresAt:    now.Add(c.cfg.GrantTTL),
 		},

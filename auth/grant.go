@@ -34,6 +34,9 @@ type Grant struct {
 	Refreshable bool
 	// AccessExpiry is the access token's expiry (zero if the source did not say).
 	AccessExpiry time.Time
+	// EHRLaunch reports that the authorization was an EHR launch (begun with BeginEHRLaunch): a clinician's session
+	// in the EHR, not the patient's consent.
+	EHRLaunch bool
 	// GrantedAt is when the authorization completed; ExpiresAt when the stored grant lapses (Config.GrantTTL).
 	GrantedAt time.Time
 	ExpiresAt time.Time

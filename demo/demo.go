@@ -52,6 +52,7 @@ type Demo struct {
 	ReviewID, ConsentURL string
 
 	store   *store.Store
+	sandbox *sandbox.Server
 	ehrKey  *ecdsa.PrivateKey
 	provKey *ecdsa.PrivateKey
 	issuer  string
@@ -151,6 +152,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.sandbox = sb
 	ssrv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = ssrv.Serve(sln) }()
 	d.closers = append(d.closers, func() { ssrv.Close() })

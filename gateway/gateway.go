@@ -178,6 +178,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 			CSRFKey: o.CSRFKey, SecureCookies: isHTTPS(o.PublicURL), Now: o.Now, Logger: o.Logger,
 			OnConsented: func(ctx context.Context, id string) error { return o.Store.Enqueue(ctx, id) },
 			OnWithdrawn: func(ctx context.Context, id string) error { return o.Store.DeletePacket(ctx, id) },
+			Launch:      ac, LaunchStore: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity,
 		},
 		Reviews: &api.ReviewsConfig{
 			Callers: verifier, Store: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Now: o.Now, Logger: o.Logger,

@@ -1,0 +1,59 @@
+package demo
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestEHRLaunch: a clinician launches the gateway from the hospital's EHR for the patient in context, approves at
+// the hospital, fills the form, and gets a consent link for a review that names that patient at the hospital.
+func TestEHRLaunch(t *testing.T) {
+	d, logs := startDemo(t)
+	ctx := context.Background()
+	launch := d.sandbox.Site("hospital").NewEHRLaunch(Patient)
+	if launch == "" {
+		t.Fatal("no launch")
+	}
+	b := NewBrowser()
+	q := url.Values{"iss": {d.SandboxURL + "/hospital/fhir"}, "launch": {launch}}
+	if err := b.Get(ctx, d.GatewayURL+"/launch?"+q.Encode()); err != nil {
+		t.Fatalf("launch: %v", err)
+	}
+	if err := b.Submit(ctx, "approve", nil); err != nil {
+		t.Fatalf("approve at the EHR: %v", err)
+	}
+	if err := b.Submit(ctx, "create", map[string][]string{"provider": {ProviderClient}, "question": {"Is surgery indicated?"}}); err != nil {
+		t.Fatalf("create the review: %v\n%s", err, b.Page)
+	}
+	link, err := b.Text("consent-link")
+	if err != nil || !strings.HasPrefix(link, d.GatewayURL+"/consent/") {
+		t.Fatalf("consent link %q: %v", link, err)
+	}
+	r, err := d.store.GetReview(ctx, strings.TrimPrefix(link, d.GatewayURL+"/consent/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Provider != ProviderClient || r.Sources[0].Source != "hospital" || r.Sources[0].PatientID != Patient || len(r.Sources) != 2 {
+		t.Errorf("review %+v", r)
+	}
+	// The clinician's token was not kept.
+	if _, err := d.store.LoadGrant(ctx, r.ID+"/hospital"); err == nil {
+		t.Error("the EHR launch token was kept")
+	}
+	// The form cannot be submitted twice.
+	if err := b.Submit(ctx, "create", map[string][]string{"provider": {ProviderClient}, "question": {"again"}}); err == nil {
+		t.Error("a used launch form created a second review")
+	}
+	if strings.Contains(logs.String(), Patient) {
+		t.Error("the patient id reached the log")
+	}
+	// A launch from an issuer the gateway does not know is refused before any request to it.
+	q = url.Values{"iss": {"http://127.0.0.1:9/evil/fhir"}, "launch": {"x"}}
+	other := NewBrowser()
+	if err := other.Get(ctx, d.GatewayURL+"/launch?"+q.Encode()); err == nil || other.Status != http.StatusBadRequest {
+		t.Errorf("untrusted iss: status %d", other.Status)
+	}
+}
