@@ -75,10 +75,30 @@ func (s *Store) AppendAudit(ctx context.Context, reviewID string, event []byte) 
 	}
 }
 
-// auditBatcher queues appends per review within this process.
+// auditBatcher queues appends per review within this process, and remembers the last head it wrote per review so
+// the next batch usually needs one round trip.
 type auditBatcher struct {
 	mu     sync.Mutex
 	queues map[string]*auditQueue
+	heads  map[string]string
+}
+
+// maxRememberedHeads bounds the heads remembered; when full they are forgotten (the next append learns the head).
+const maxRememberedHeads = 10000
+
+func (b *auditBatcher) head(reviewID string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.heads[reviewID]
+}
+
+func (b *auditBatcher) setHead(reviewID, h string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.heads == nil || len(b.heads) >= maxRememberedHeads {
+		b.heads = map[string]string{}
+	}
+	b.heads[reviewID] = h
 }
 
 type auditQueue struct {
@@ -113,35 +133,47 @@ func (s *Store) flushAudit(reviewID string, q *auditQueue) {
 	}
 }
 
+// appendScript appends a batch of chained entries if the head is still the one the batch was chained from, in one
+// round trip; otherwise it answers the current head so the caller can chain again.
+var appendScript = redis.NewScript(`
+local cur = redis.call("GET", KEYS[2]) or ""
+if cur ~= ARGV[1] then return {0, cur} end
+local last = ARGV[1]
+for i = 3, #ARGV, 3 do
+  redis.call("XADD", KEYS[1], "*", "event", ARGV[i], "prev", ARGV[i+1], "hash", ARGV[i+2])
+  last = ARGV[i+2]
+end
+redis.call("SET", KEYS[2], last, "PX", ARGV[2])
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
+return {1, last}`)
+
+// appendBatch chains the batch from the head this process last wrote (or learns the head from Redis when another
+// replica moved it) and appends it atomically.
 func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*auditItem) error {
 	stream, _ := s.key("audit", reviewID)
 	head := stream + ":head"
+	prev := s.audit.head(reviewID)
+	ttl := AuditRetention.Milliseconds()
 	for try := 0; try < 50; try++ {
-		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			prev, err := tx.Get(ctx, head).Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				for _, it := range batch {
-					hash := chainHash(prev, it.event)
-					p.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"event", it.event, "prev", prev, "hash", hash}})
-					prev = hash
-				}
-				p.Set(ctx, head, prev, 0)
-				p.Expire(ctx, stream, AuditRetention)
-				p.Expire(ctx, head, AuditRetention)
-				return nil
-			})
-			return err
-		}, head)
-		if errors.Is(err, redis.TxFailedErr) {
-			continue
+		args := make([]any, 0, 2+3*len(batch))
+		args = append(args, prev, ttl)
+		h := prev
+		for _, it := range batch {
+			next := chainHash(h, it.event)
+			args = append(args, it.event, h, next)
+			h = next
 		}
+		res, err := appendScript.Run(ctx, s.rdb, []string{stream, head}, args...).Slice()
 		if err != nil {
 			return fmt.Errorf("append audit: %w", err)
 		}
-		return nil
+		ok, _ := res[0].(int64)
+		cur, _ := res[1].(string)
+		if ok == 1 {
+			s.audit.setHead(reviewID, cur)
+			return nil
+		}
+		prev = cur // another replica appended: chain from its head
 	}
 	return errors.New("append audit: too much contention")
 }
