@@ -110,6 +110,9 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	if err := o.Store.EnsureQueue(ctx); err != nil {
 		return nil, err
 	}
+	// What the gateway keeps about patients (the clinical question, patient ids, consents) is sealed at rest with the
+	// same keyring as the tokens.
+	o.Store.SealRecords(o.TokenKeys)
 	if o.Profile == nil {
 		// Compile the default profile once, not on every assembly.
 		p, err := deid.LoadProfile(deid.DefaultProfile)

@@ -59,6 +59,9 @@ func (s *Store) CreateReview(ctx context.Context, r *review.Review) error {
 	}
 	doc := append(append(append([]byte(`{"meta":`), meta...), `,"request":`...), data...)
 	doc = append(doc, '}')
+	if doc, err = s.sealValue(doc, k); err != nil {
+		return fmt.Errorf("create review: %w", err)
+	}
 	until := r.ExpiresAt.Add(ReviewRetention).UnixMilli()
 	n, err := createReviewScript.Run(ctx, s.rdb, []string{k}, doc, string(r.State), r.UpdatedAt.UnixMilli(), until, r.Provider, r.ExpiresAt.UnixMilli()).Int()
 	if err != nil {
@@ -148,7 +151,11 @@ func (s *Store) GetReview(ctx context.Context, id string) (*review.Review, error
 		Meta    reviewMeta     `json:"meta"`
 		Request review.Request `json:"request"`
 	}
-	if err := json.Unmarshal([]byte(vals[0].(string)), &doc); err != nil {
+	plain, err := s.openValue([]byte(vals[0].(string)), k)
+	if err != nil {
+		return nil, fmt.Errorf("get review: %w", err)
+	}
+	if err := json.Unmarshal(plain, &doc); err != nil {
 		return nil, fmt.Errorf("get review: stored record is corrupt: %w", err)
 	}
 	r := &review.Review{ID: id, Requester: doc.Meta.Requester, Request: doc.Request, CreatedAt: doc.Meta.CreatedAt, ExpiresAt: doc.Meta.ExpiresAt}
@@ -267,6 +274,9 @@ func (s *Store) SaveConsent(ctx context.Context, rec consent.Record) error {
 	if err != nil {
 		return fmt.Errorf("save consent: %w", err)
 	}
+	if b, err = s.sealValue(b, k+":"+rec.SourceID); err != nil {
+		return fmt.Errorf("save consent: %w", err)
+	}
 	r, err := s.GetReview(ctx, rec.ReviewID)
 	if err != nil {
 		return fmt.Errorf("save consent: %w", err)
@@ -293,9 +303,13 @@ func (s *Store) Consents(ctx context.Context, reviewID string) ([]consent.Record
 		return nil, fmt.Errorf("load consents: %w", err)
 	}
 	out := make([]consent.Record, 0, len(all))
-	for _, v := range all {
+	for src, v := range all {
 		var sc storedConsent
-		if err := json.Unmarshal([]byte(v), &sc); err != nil {
+		plain, err := s.openValue([]byte(v), k+":"+src)
+		if err != nil {
+			return nil, fmt.Errorf("load consents: %w", err)
+		}
+		if err := json.Unmarshal(plain, &sc); err != nil {
 			return nil, fmt.Errorf("load consents: stored record is corrupt: %w", err)
 		}
 		out = append(out, consent.Record(sc))

@@ -27,6 +27,8 @@ type Store struct {
 	prefix string
 	// audit batches this process's audit appends per review (see AppendAudit).
 	audit *auditBatcher
+	// sealer, when set, encrypts review requests and consents at rest (SealRecords).
+	sealer Sealer
 }
 
 // New returns a Store whose keys all start with prefix (for example "secondlook:"). The prefix must not contain
