@@ -68,7 +68,9 @@ func downloadLoad(b *testing.B, url string, header http.Header) {
 
 // newAPIEnvB is newAPIEnv for benchmarks: the real Redis at REDIS_URL (or 127.0.0.1:6379) under a fresh prefix,
 // and a real packet (Todd315's records de-identified, signed) in place of the small test bundle.
-func newAPIEnvB(b *testing.B) (*apiEnv, string, []byte) {
+func newAPIEnvB(b *testing.B) (*apiEnv, string, []byte) { return newAPIEnvLoad(b) }
+
+func newAPIEnvLoad(b testing.TB) (*apiEnv, string, []byte) {
 	url := os.Getenv("REDIS_URL")
 	if url == "" {
 		url = "redis://127.0.0.1:6379/0"
