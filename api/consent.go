@@ -66,6 +66,8 @@ type ConsentConfig struct {
 	OnConsented func(ctx context.Context, reviewID string) error
 	// OnWithdrawn is called after a withdrawal (packets are purged there).
 	OnWithdrawn func(ctx context.Context, reviewID string) error
+	// Event, when set, is told of consent events ("granted" per source, "withdrawn" per review) for metrics.
+	Event func(event string)
 	// Launch and LaunchStore enable the SMART EHR launch of the gateway (/launch); PublicURL and Validity shape the
 	// reviews it creates.
 	Launch      ehrLauncher
@@ -304,6 +306,9 @@ func (f *consentFlow) callback(c echo.Context) error {
 		_ = f.Auth.Revoke(ctx, g.Key)
 		return fmt.Errorf("save consent: %w", err)
 	}
+	if f.Event != nil {
+		f.Event("granted")
+	}
 	if err := f.maybeConsented(ctx, r); err != nil {
 		return err
 	}
@@ -390,6 +395,9 @@ func (f *consentFlow) withdraw(c echo.Context) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("withdraw: %w", err)
+	}
+	if f.Event != nil {
+		f.Event("withdrawn")
 	}
 	return c.Redirect(http.StatusSeeOther, "/consent/"+r.ID)
 }

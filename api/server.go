@@ -29,6 +29,14 @@ type Config struct {
 	Reviews *ReviewsConfig
 	// OpenAPI is the API description served at /openapi.yaml.
 	OpenAPI []byte
+	// Metrics, when set, records every request and serves /metrics.
+	Metrics Recorder
+}
+
+// Recorder records served requests and exposes the metrics.
+type Recorder interface {
+	HTTP(route, method string, status int, d time.Duration)
+	Handler() http.Handler
 }
 
 // mounter is a handler that adds its own routes.
@@ -60,10 +68,13 @@ func New(cfg Config) (*Server, error) {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger, pg)
+	if cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
+	}
 	e.Use(
 		securityHeaders(),
 		middleware.RequestID(),
-		requestLogger(cfg.Logger),
+		requestLogger(cfg.Logger, cfg.Metrics),
 		middleware.RecoverWithConfig(middleware.RecoverConfig{
 			DisableStackAll: true, DisablePrintStack: true,
 			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -120,7 +131,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHT
 
 // requestLogger writes one structured line per request: method, route pattern (never the raw path or query, which
 // carry ids), status, latency and request id.
-func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
+func requestLogger(logger *slog.Logger, rec Recorder) echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogMethod: true, LogRoutePath: true, LogStatus: true, LogLatency: true, LogRequestID: true, LogError: true,
 		HandleError: true,
@@ -134,6 +145,9 @@ func requestLogger(logger *slog.Logger) echo.MiddlewareFunc {
 				level = slog.LevelError
 			}
 			logger.LogAttrs(c.Request().Context(), level, "http request", attrs...)
+			if rec != nil {
+				rec.HTTP(v.RoutePath, v.Method, v.Status, v.Latency)
+			}
 			return nil
 		},
 	})

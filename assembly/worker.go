@@ -84,6 +84,14 @@ type Config struct {
 	SourceTimeout time.Duration
 	Now           func() time.Time
 	Logger        *slog.Logger
+	// Observer, when set, is told each attempt's outcome and each stage's duration (metrics).
+	Observer Observer
+}
+
+// Observer receives assembly measurements: outcome is ready, retry or failed.
+type Observer interface {
+	Assembled(outcome string, d time.Duration)
+	Stage(stage string, d time.Duration)
 }
 
 // Worker assembles packets.
@@ -196,6 +204,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 		return // shutting down: leave the job for another worker
 	}
 	if err == nil {
+		w.observe("ready", w.cfg.Now().Sub(start))
 		log.LogAttrs(ctx, slog.LevelInfo, "review assembled", slog.Duration("duration", w.cfg.Now().Sub(start)))
 		if err := w.cfg.Queue.Ack(ctx, job); err != nil {
 			log.LogAttrs(ctx, slog.LevelWarn, "ack job failed", slog.String("error", err.Error()))
@@ -205,6 +214,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	log.LogAttrs(ctx, slog.LevelWarn, "assembly failed", slog.Int("attempt", attempt), slog.String("error", err.Error()))
 	var perm *permanentError
 	if attempt >= w.cfg.MaxAttempts || errors.As(err, &perm) {
+		w.observe("failed", w.cfg.Now().Sub(start))
 		reason := "The records could not be assembled."
 		if perm != nil {
 			reason = perm.reason
@@ -217,10 +227,39 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 		_ = w.cfg.Queue.Ack(ctx, job)
 		return
 	}
+	w.observe("retry", w.cfg.Now().Sub(start))
 	delay := w.cfg.BaseDelay << (attempt - 1)
 	if err := w.cfg.Queue.Retry(ctx, job, delay); err != nil {
 		log.LogAttrs(ctx, slog.LevelWarn, "schedule retry failed", slog.String("error", err.Error()))
 	}
+}
+
+func (w *Worker) observe(outcome string, d time.Duration) {
+	if w.cfg.Observer != nil {
+		w.cfg.Observer.Assembled(outcome, d)
+	}
+}
+
+// stages records the assembly stage in the review's progress and the time spent in each (metrics).
+type stages struct {
+	w      *Worker
+	ctx    context.Context
+	review string
+	cur    string
+	at     time.Time
+}
+
+func (s *stages) to(next string) {
+	s.done()
+	s.cur, s.at = next, s.w.cfg.Now()
+	s.w.progress(s.ctx, s.review, next)
+}
+
+func (s *stages) done() {
+	if s.cur != "" && s.w.cfg.Observer != nil {
+		s.w.cfg.Observer.Stage(s.cur, s.w.cfg.Now().Sub(s.at))
+	}
+	s.cur = ""
 }
 
 // progress records the stage; a failure to record it does not stop the assembly.
@@ -284,7 +323,9 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 		return &permanentError{reason: "No active consent remains.", err: errors.New("no active consent")}
 	}
 
-	w.progress(ctx, reviewID, review.StageRetrieving)
+	st := &stages{w: w, ctx: ctx, review: reviewID}
+	defer st.done()
+	st.to(review.StageRetrieving)
 	results := make([]sourceResult, len(active))
 	var wg sync.WaitGroup
 	for i, rec := range active {
@@ -319,7 +360,7 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 	}
 	// All sources are de-identified together: one key, one scope, one date shift for the whole record, so every
 	// interval between events at different sources is exact.
-	w.progress(ctx, reviewID, review.StageDeidentifying)
+	st.to(review.StageDeidentifying)
 	input := fhir.CollectionBundle(parts)
 	inputs := [][]byte{input}
 	res, err := deid.Deidentify(input, deid.Options{Profile: w.cfg.Profile, Key: w.cfg.Key, Scope: r.ID, Now: w.cfg.Now})
@@ -331,7 +372,7 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 		}
 		return fmt.Errorf("de-identify: %w", err)
 	}
-	w.progress(ctx, reviewID, review.StagePacking)
+	st.to(review.StagePacking)
 	id, err := newUUID()
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"secondlook/fhir"
 	"secondlook/fhir/deid"
 	"secondlook/gateway"
+	"secondlook/metrics"
 	"secondlook/sandbox"
 	"secondlook/seal"
 	"secondlook/store"
@@ -173,7 +174,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 			{ID: EHRClient, Name: "Riverside General Hospital EHR", Kind: caller.EHR},
 			{ID: ProviderClient, Name: "Demo Oncology Second Opinions", Kind: caller.Provider},
 		}}},
-		Workers: 2, RetryDelay: time.Second,
+		Workers: 2, RetryDelay: time.Second, Metrics: metrics.New(),
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,8 @@ package demo
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -46,5 +48,40 @@ func TestSplitKeepsEveryResourceOnce(t *testing.T) {
 	}
 	if count(p, `"ImagingStudy"`) != 0 || count(h, `"LAB"`) != 0 {
 		t.Error("imaging belongs to the hospital, laboratory reports to the province")
+	}
+}
+
+// TestMetricsAfterWalkthrough scrapes /metrics after the whole flow: the families are there with the expected
+// counts, and no label carries a patient id, a name, a review id or a path.
+func TestMetricsAfterWalkthrough(t *testing.T) {
+	d, _ := startDemo(t)
+	var out bytes.Buffer
+	if err := d.Walkthrough(context.Background(), &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	resp, err := http.Get(d.GatewayURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(body)
+	for _, want := range []string{
+		`secondlook_assemblies_total{outcome="ready"} 1`,
+		`secondlook_consent_events_total{event="granted"} 2`,
+		`secondlook_http_requests_total{method="GET",route="/api/v1/packets/:id",status="200"}`,
+		`secondlook_upstream_requests_total{interaction="search",outcome="2xx",source="hospital",type="DiagnosticReport"}`,
+		`secondlook_upstream_requests_total{interaction="search",outcome="2xx",source="province",type="DiagnosticReport"}`,
+		`secondlook_assembly_stage_duration_seconds_count{stage="de-identifying"} 1`,
+		`secondlook_assembly_jobs_pending 0`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, secret := range []string{Patient, "Todd315", "Stamm704", d.ReviewID} {
+		if strings.Contains(text, secret) {
+			t.Errorf("metrics contain %q", secret)
+		}
 	}
 }

@@ -29,6 +29,12 @@ type Refresher interface {
 	Refresh(ctx context.Context, rejected string) (string, error)
 }
 
+// Observer is told about every request the client sends (metrics). op names the operation ("search
+// DiagnosticReport"); status is the HTTP status, or 0 when the request failed below HTTP.
+type Observer interface {
+	Request(op string, status int, retry bool, d time.Duration)
+}
+
 // Limits bound what one source may make the client read. Zero values take the defaults in DefaultLimits.
 type Limits struct {
 	MaxPages           int   // pages per search
@@ -81,6 +87,8 @@ type Options struct {
 	Logger *slog.Logger
 	// UserAgent is sent on every request.
 	UserAgent string
+	// Observer, when set, is told about every request.
+	Observer Observer
 }
 
 // Client talks to one FHIR source. It is safe for concurrent use; its CapabilityStatement is read once and cached.
@@ -436,7 +444,13 @@ func (c *Client) attempt(ctx context.Context, st *stats, req request, isRetry bo
 	start := time.Now()
 	resp, err := c.http.Do(hreq)
 	if err != nil {
+		if c.opts.Observer != nil {
+			c.opts.Observer.Request(req.op, 0, isRetry, time.Since(start))
+		}
 		return c.transportError(ctx, actx, req.op, err)
+	}
+	if c.opts.Observer != nil {
+		c.opts.Observer.Request(req.op, resp.StatusCode, isRetry, time.Since(start))
 	}
 	defer func() {
 		// Drain a little so the connection can be reused, then close.

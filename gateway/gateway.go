@@ -22,6 +22,7 @@ import (
 	"secondlook/caller"
 	"secondlook/fhir"
 	"secondlook/fhir/deid"
+	"secondlook/metrics"
 	"secondlook/packet"
 	"secondlook/review"
 	"secondlook/seal"
@@ -67,6 +68,8 @@ type Options struct {
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// Metrics, when set, instruments the gateway and serves /metrics.
+	Metrics *metrics.Metrics
 }
 
 // Gateway is a running gateway's parts.
@@ -133,6 +136,9 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		if fo.Logger == nil {
 			fo.Logger = o.Logger.With(slog.String("source", s.ID))
 		}
+		if o.Metrics != nil {
+			fo.Observer = o.Metrics.Upstream(s.ID)
+		}
 		c, err := fhir.NewClient(fo)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("source %s: %w", s.ID, err))
@@ -172,8 +178,16 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{Auth: ac, Store: o.Store, opts: o, jwks: jwks}
+	var rec api.Recorder
+	var consentEvent func(string)
+	var observer assembly.Observer
+	if o.Metrics != nil {
+		rec, consentEvent, observer = o.Metrics, o.Metrics.Consent, o.Metrics
+		o.Metrics.QueueGauges(o.Store.QueueDepth)
+	}
 	h, err := api.New(api.Config{
-		Logger: o.Logger, BodyLimit: o.BodyLimit, RequestTimeout: o.RequestTimeout, OpenAPI: secondlook.OpenAPI,
+		Metrics: rec,
+		Logger:  o.Logger, BodyLimit: o.BodyLimit, RequestTimeout: o.RequestTimeout, OpenAPI: secondlook.OpenAPI,
 		JWKS:  func() ([]byte, error) { return g.jwks, nil },
 		Ready: func(ctx context.Context) error { return o.Store.Ping(ctx) },
 		Consent: &api.ConsentConfig{
@@ -181,7 +195,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 			CSRFKey: o.CSRFKey, SecureCookies: isHTTPS(o.PublicURL), Now: o.Now, Logger: o.Logger,
 			OnConsented: func(ctx context.Context, id string) error { return o.Store.Enqueue(ctx, id) },
 			OnWithdrawn: func(ctx context.Context, id string) error { return o.Store.DeletePacket(ctx, id) },
-			Launch:      ac, LaunchStore: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity,
+			Launch:      ac, LaunchStore: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Event: consentEvent,
 		},
 		Reviews: &api.ReviewsConfig{
 			Callers: verifier, Store: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Now: o.Now, Logger: o.Logger,
@@ -203,7 +217,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		Key:      o.DeidKey, Profile: o.Profile,
 		Signer:      packet.Signer{Key: o.Signer, KeyID: o.SignerKID},
 		MaxAttempts: o.MaxAttempts, BaseDelay: o.RetryDelay, Visibility: o.Visibility,
-		Now: o.Now, Logger: o.Logger.With(slog.String("component", "assembly")),
+		Now: o.Now, Logger: o.Logger.With(slog.String("component", "assembly")), Observer: observer,
 	}
 	return g, nil
 }

@@ -21,6 +21,7 @@ import (
 	"secondlook/config"
 	"secondlook/fhir/deid"
 	"secondlook/gateway"
+	"secondlook/metrics"
 	"secondlook/seal"
 	"secondlook/store"
 )
@@ -200,6 +201,7 @@ func gatewayOptions(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	o.RetryDelay, o.Visibility = time.Duration(cfg.Assembly.BaseDelay), time.Duration(cfg.Assembly.Visibility)
 	o.BodyLimit, o.RequestTimeout = cfg.Server.BodyLimit, time.Duration(cfg.Server.RequestTimeout)
 	o.Logger = logger
+	o.Metrics = metrics.New()
 	return o, rdb, nil
 }
 
