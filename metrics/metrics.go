@@ -106,7 +106,9 @@ func (m *Metrics) Assembled(outcome string, d time.Duration) {
 }
 
 // Stage records the time an assembly spent in one stage.
-func (m *Metrics) Stage(stage string, d time.Duration) { m.stageTime.WithLabelValues(stage).Observe(d.Seconds()) }
+func (m *Metrics) Stage(stage string, d time.Duration) {
+	m.stageTime.WithLabelValues(stage).Observe(d.Seconds())
+}
 
 // Consent counts a consent event: "granted" or "withdrawn".
 func (m *Metrics) Consent(event string) { m.consents.WithLabelValues(event).Inc() }
