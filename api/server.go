@@ -29,8 +29,12 @@ type Config struct {
 	Reviews *ReviewsConfig
 	// OpenAPI is the API description served at /openapi.yaml.
 	OpenAPI []byte
-	// Metrics, when set, records every request and serves /metrics.
+	// Metrics, when set, records every request.
 	Metrics Recorder
+	// ServeMetrics mounts /metrics on this handler (the demo); production serves them on a separate listener.
+	ServeMetrics bool
+	// CORSOrigins are the browser origins allowed cross-origin access to the API; empty turns CORS off.
+	CORSOrigins []string
 }
 
 // Recorder records served requests and exposes the metrics.
@@ -68,8 +72,15 @@ func New(cfg Config) (*Server, error) {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger, pg)
-	if cfg.Metrics != nil {
+	if cfg.Metrics != nil && cfg.ServeMetrics {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
+	}
+	if len(cfg.CORSOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins: cfg.CORSOrigins, AllowMethods: []string{http.MethodGet, http.MethodPost},
+			AllowHeaders: []string{"Authorization", "Content-Type", "If-None-Match"}, ExposeHeaders: []string{"ETag", "Location"},
+			MaxAge: 600,
+		}))
 	}
 	e.Use(
 		securityHeaders(),

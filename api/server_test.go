@@ -140,3 +140,35 @@ func TestHealth(t *testing.T) {
 		}
 	}
 }
+
+func TestCORS(t *testing.T) {
+	srv, _ := newTestServer(t, func(c *Config) { c.CORSOrigins = []string{"https://ehr.example.org"} }, nil)
+	for _, tc := range []struct {
+		origin string
+		allow  bool
+	}{{"https://ehr.example.org", true}, {"https://evil.example", false}} {
+		req, _ := http.NewRequest("OPTIONS", srv.URL+"/healthz", nil)
+		req.Header.Set("Origin", tc.origin)
+		req.Header.Set("Access-Control-Request-Method", "GET")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin") == tc.origin; got != tc.allow {
+			t.Errorf("origin %s: allowed %v, want %v", tc.origin, got, tc.allow)
+		}
+	}
+	// Without configuration, CORS is off.
+	srv2, _ := newTestServer(t, nil, nil)
+	req, _ := http.NewRequest("GET", srv2.URL+"/healthz", nil)
+	req.Header.Set("Origin", "https://ehr.example.org")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Error("CORS answered though none is configured")
+	}
+}

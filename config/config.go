@@ -23,6 +23,9 @@ type Server struct {
 	// Addr is the listen address, host:port; default "127.0.0.1:8080", so that exposing the gateway beyond the host
 	// is a decision rather than an accident.
 	Addr string `yaml:"addr"`
+	// MetricsAddr, when set, is a separate listen address (host:port) serving Prometheus metrics at /metrics, meant
+	// for an internal network; empty (the default) serves no metrics. Metrics are never served on Addr.
+	MetricsAddr string `yaml:"metrics_addr"`
 	// PublicURL is the gateway's external origin, optionally with a path prefix (https://gateway.example.org/sl),
 	// used to build links sent to callers and patients. It must not have a query, fragment or user information,
 	// must use https unless its host is loopback, and ApplyDefaults trims trailing slashes. Required by

@@ -18,6 +18,7 @@ func wantExample() *Config {
 		Log: Log{Level: "info", Format: "json"},
 		Server: Server{
 			Addr:              "0.0.0.0:8080",
+			MetricsAddr:       "10.0.0.5:9090",
 			PublicURL:         "https://gateway.example.org/secondlook",
 			BodyLimit:         "2M",
 			RequestTimeout:    Duration(45 * time.Second),

@@ -25,6 +25,9 @@ var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9
 
 func (v *validator) server(s *Server) {
 	v.hostPort("server.addr", s.Addr, 0)
+	if s.MetricsAddr != "" {
+		v.hostPort("server.metrics_addr", s.MetricsAddr, 0)
+	}
 	if s.PublicURL != "" {
 		v.httpURL("server.public_url", s.PublicURL, urlRules{userInfo: userInfoForbidden, https: httpsUnlessLoopback})
 	}

@@ -174,7 +174,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 			{ID: EHRClient, Name: "Riverside General Hospital EHR", Kind: caller.EHR},
 			{ID: ProviderClient, Name: "Demo Oncology Second Opinions", Kind: caller.Provider},
 		}}},
-		Workers: 2, RetryDelay: time.Second, Metrics: metrics.New(),
+		Workers: 2, RetryDelay: time.Second, Metrics: metrics.New(), MetricsOnMainListener: true,
 	})
 	if err != nil {
 		return nil, err

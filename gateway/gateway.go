@@ -68,8 +68,12 @@ type Options struct {
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Now        func() time.Time
-	// Metrics, when set, instruments the gateway and serves /metrics.
-	Metrics *metrics.Metrics
+	// Metrics, when set, instruments the gateway; MetricsOnMainListener also serves /metrics on Handler (the
+	// demo), else MetricsHandler serves them on a separate listener.
+	Metrics               *metrics.Metrics
+	MetricsOnMainListener bool
+	// CORSOrigins are the browser origins allowed cross-origin access to the API (none: CORS off).
+	CORSOrigins []string
 }
 
 // Gateway is a running gateway's parts.
@@ -186,8 +190,8 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		o.Metrics.QueueGauges(o.Store.QueueDepth)
 	}
 	h, err := api.New(api.Config{
-		Metrics: rec,
-		Logger:  o.Logger, BodyLimit: o.BodyLimit, RequestTimeout: o.RequestTimeout, OpenAPI: secondlook.OpenAPI,
+		Metrics: rec, ServeMetrics: o.MetricsOnMainListener, CORSOrigins: o.CORSOrigins,
+		Logger: o.Logger, BodyLimit: o.BodyLimit, RequestTimeout: o.RequestTimeout, OpenAPI: secondlook.OpenAPI,
 		JWKS:  func() ([]byte, error) { return g.jwks, nil },
 		Ready: func(ctx context.Context) error { return o.Store.Ping(ctx) },
 		Consent: &api.ConsentConfig{
@@ -248,6 +252,14 @@ func (g *Gateway) RunWorkers(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// MetricsHandler serves the Prometheus metrics, or is nil without Options.Metrics.
+func (g *Gateway) MetricsHandler() http.Handler {
+	if g.opts.Metrics == nil {
+		return nil
+	}
+	return g.opts.Metrics.Handler()
 }
 
 // JWKS returns the gateway's public keys: its packet signing key and every client-assertion key.

@@ -92,6 +92,18 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+	if cfg.Server.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.Server.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen for metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", gw.MetricsHandler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = msrv.Serve(mln) }()
+		defer msrv.Close()
+		logger.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	wctx, stopWorkers := context.WithCancel(context.Background())
 	workers := make(chan error, 1)
 	go func() { workers <- gw.RunWorkers(wctx) }()
@@ -202,6 +214,7 @@ func gatewayOptions(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	o.BodyLimit, o.RequestTimeout = cfg.Server.BodyLimit, time.Duration(cfg.Server.RequestTimeout)
 	o.Logger = logger
 	o.Metrics = metrics.New()
+	o.CORSOrigins = cfg.Server.CORSOrigins
 	return o, rdb, nil
 }
 

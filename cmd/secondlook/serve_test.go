@@ -63,6 +63,7 @@ func TestServe(t *testing.T) {
 log: {level: info, format: json}
 server:
   addr: 127.0.0.1:0
+  metrics_addr: 127.0.0.1:0
   public_url: http://127.0.0.1:9
 redis:
   url: ` + os.Getenv("REDIS_URL") + `
@@ -93,7 +94,7 @@ sources:
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
 	go func() { done <- runServe(ctx, []string{"--config", cfgPath}, &stdout, &stderr) }()
-	re := regexp.MustCompile(`"addr":"(127\.0\.0\.1:\d+)"`)
+	re := regexp.MustCompile(`"msg":"gateway listening","addr":"(127\.0\.0\.1:\d+)"`)
 	var base string
 	for deadline := time.Now().Add(20 * time.Second); base == "" && time.Now().Before(deadline); {
 		if m := re.FindStringSubmatch(stderr.String()); m != nil {
@@ -118,6 +119,21 @@ sources:
 		if resp.StatusCode != 200 {
 			t.Errorf("%s: %d", p, resp.StatusCode)
 		}
+	}
+	// Metrics are on their own listener, never on the public one.
+	if resp, err := http.Get(base + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the public listener: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	mm := regexp.MustCompile(`"msg":"metrics listening","addr":"(127\.0\.0\.1:\d+)"`).FindStringSubmatch(stderr.String())
+	if mm == nil {
+		t.Fatalf("no metrics listener: %s", stderr.String())
+	}
+	if resp, err := http.Get("http://" + mm[1] + "/metrics"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("/metrics on the metrics listener: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	req, _ := http.NewRequest("POST", base+"/api/v1/reviews", strings.NewReader(`{"sources":[{"source":"hospital"}],"provider":"onco","question":"q?"}`))
 	req.Header.Set("Content-Type", "application/json")
