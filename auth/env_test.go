@@ -178,16 +178,16 @@ func (e *env) rawRedisValues() map[string]string {
 	ctx := context.Background()
 	rdb := e.store.Client()
 	out := map[string]string{}
-	iter := rdb.Scan(ctx, 0, e.store.Prefix()+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		v, err := rdb.Get(ctx, iter.Val()).Result()
+	keys, err := storetest.Keys(ctx, rdb, e.store.Prefix()+"*")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, k := range keys {
+		v, err := rdb.Get(ctx, k).Result()
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		out[iter.Val()] = v
-	}
-	if err := iter.Err(); err != nil {
-		e.t.Fatal(err)
+		out[k] = v
 	}
 	return out
 }

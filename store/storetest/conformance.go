@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"secondlook/store"
 )
 
@@ -179,12 +181,12 @@ func testKeyLayout(t *testing.T, newStore NewStore) {
 	}
 	defer func() { _ = unlock(ctx) }()
 	var keys []string
-	iter := s.Client().Scan(ctx, 0, s.Prefix()+"*", 100).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, strings.TrimPrefix(iter.Val(), s.Prefix()))
-	}
-	if err := iter.Err(); err != nil {
+	found, err := Keys(ctx, s.Client(), s.Prefix()+"*")
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, k := range found {
+		keys = append(keys, strings.TrimPrefix(k, s.Prefix()))
 	}
 	want := map[string]bool{"{rev-42}:grant:hospital-a": true, "{rev-42}:lock:hospital-a": true}
 	if len(keys) != len(want) {
@@ -349,11 +351,7 @@ func RealRedis(t *testing.T) (*store.Store, Elapse) {
 	prefix := UniquePrefix()
 	t.Cleanup(func() {
 		ctx := context.Background()
-		var keys []string
-		iter := client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
+		keys, _ := Keys(ctx, client, prefix+"*")
 		for _, k := range keys { // one DEL per key: keys of several slots must not share a command on Cluster
 			client.Del(ctx, k)
 		}
@@ -371,4 +369,34 @@ func EmbeddedRedis(t *testing.T) (*store.Store, Elapse) {
 	}
 	t.Cleanup(func() { _ = client.Close(); mr.Close() })
 	return store.New(client, UniquePrefix()), mr.FastForward
+}
+
+// Keys lists the keys matching pattern on every node: a Cluster client's SCAN sees only one node.
+func Keys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	scan := func(ctx context.Context, c *redis.Client) ([]string, error) {
+		var out []string
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			out = append(out, iter.Val())
+		}
+		return out, iter.Err()
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		var all []string
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			keys, err := scan(ctx, c)
+			mu.Lock()
+			all = append(all, keys...)
+			mu.Unlock()
+			return err
+		})
+		return all, err
+	}
+	var out []string
+	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		out = append(out, iter.Val())
+	}
+	return out, iter.Err()
 }
