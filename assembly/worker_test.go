@@ -311,7 +311,14 @@ func TestKilledWorkerLosesNoJob(t *testing.T) {
 	if _, err := e.store.GetPacket(context.Background(), r.ID); err != nil {
 		t.Fatalf("no packet: %v", err)
 	}
-	if pending, delayed, err := e.store.QueueDepth(context.Background()); err != nil || pending != 0 || delayed != 0 {
+	// The job is acknowledged just after the review is marked ready: wait for it.
+	var pending, delayed int64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if pending, delayed, err = e.store.QueueDepth(context.Background()); err == nil && pending == 0 && delayed == 0 {
+			break
+		}
+	}
+	if err != nil || pending != 0 || delayed != 0 {
 		t.Errorf("queue not empty: pending %d delayed %d (%v)", pending, delayed, err)
 	}
 }
