@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -49,6 +50,9 @@ type Options struct {
 	// Signer signs packets; SignerKID names its key in the JWKS.
 	Signer    crypto.Signer
 	SignerKID string
+	// RetiredSigners are earlier signing keys, by key id, still published in the JWKS so packets they signed verify
+	// until they expire.
+	RetiredSigners map[string]crypto.Signer
 	// DeidKey and Profile de-identify records (Profile nil: safe-harbor).
 	DeidKey deid.Key
 	Profile *deid.Profile
@@ -177,7 +181,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 			}
 		}
 	}
-	jwks, err := mergeJWKS(ac, o.Signer, o.SignerKID)
+	jwks, err := mergeJWKS(ac, o.Signer, o.SignerKID, o.RetiredSigners)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +269,7 @@ func (g *Gateway) MetricsHandler() http.Handler {
 // JWKS returns the gateway's public keys: its packet signing key and every client-assertion key.
 func (g *Gateway) JWKS() []byte { return g.jwks }
 
-func mergeJWKS(ac *auth.Client, signer crypto.Signer, kid string) ([]byte, error) {
+func mergeJWKS(ac *auth.Client, signer crypto.Signer, kid string, retired map[string]crypto.Signer) ([]byte, error) {
 	raw, err := ac.JWKS()
 	if err != nil {
 		return nil, err
@@ -275,6 +279,16 @@ func mergeJWKS(ac *auth.Client, signer crypto.Signer, kid string) ([]byte, error
 		return nil, err
 	}
 	set.Keys = append(set.Keys, jose.JSONWebKey{Key: signer.Public(), KeyID: kid, Use: "sig", Algorithm: algOf(signer, "ES256")})
+	ids := make([]string, 0, len(retired))
+	for id := range retired {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if id != kid {
+			set.Keys = append(set.Keys, jose.JSONWebKey{Key: retired[id].Public(), KeyID: id, Use: "sig", Algorithm: algOf(retired[id], "ES256")})
+		}
+	}
 	return json.Marshal(set)
 }
 

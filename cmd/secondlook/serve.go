@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"flag"
 	"fmt"
@@ -152,13 +153,17 @@ func gatewayOptions(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	if sigID == "" && len(cfg.Keys.Signing) == 1 {
 		sigID = cfg.Keys.Signing[0].ID
 	}
+	o.RetiredSigners = map[string]crypto.Signer{}
 	for _, k := range cfg.Keys.Signing {
+		s, err := k.Signer()
+		if err != nil {
+			problems = append(problems, err)
+			continue
+		}
 		if k.ID == sigID {
-			s, err := k.Signer()
-			if err != nil {
-				problems = append(problems, err)
-			}
 			o.Signer, o.SignerKID = s, k.ID
+		} else {
+			o.RetiredSigners[k.ID] = s
 		}
 	}
 	deidKey, err := cfg.Keys.Deid.Material()

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -54,6 +55,9 @@ func TestServe(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKCS8PrivateKey(key)
 	sigPath := write("sig.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	oldKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	oldDER, _ := x509.MarshalPKCS8PrivateKey(oldKey)
+	oldPath := write("old.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: oldDER}))
 	secret := func() string { b := make([]byte, 32); _, _ = rand.Read(b); return base64.StdEncoding.EncodeToString(b) }
 	t.Setenv("SL_TOKEN_KEY", secret())
 	t.Setenv("SL_DEID_KEY", secret())
@@ -70,7 +74,8 @@ redis:
   prefix: "serve-test-` + strings.ToLower(rand.Text()[:8]) + `:"
 keys:
   token_encryption: [{id: t1, secret: "env:SL_TOKEN_KEY"}]
-  signing: [{id: s1, private_key: "file:` + sigPath + `"}]
+  signing: [{id: s1, private_key: "file:` + sigPath + `"}, {id: s0, private_key: "file:` + oldPath + `"}]
+  signing_current: s1
   deid: {id: d1, secret: "env:SL_DEID_KEY"}
   csrf: "env:SL_CSRF"
 callers:
@@ -118,6 +123,14 @@ sources:
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
 			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+	// The current and the retired signing key are both published.
+	if resp, err := http.Get(base + "/.well-known/jwks.json"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), `"kid":"s1"`) || !strings.Contains(string(b), `"kid":"s0"`) {
+			t.Errorf("jwks lacks a signing key: %s", b)
 		}
 	}
 	// Metrics are on their own listener, never on the public one.
