@@ -3,8 +3,12 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -18,9 +22,21 @@ type callerVerifier interface {
 
 const callerKey = "secondlook.caller"
 
+// callerLimiter shares a rate bucket per caller across every replica.
+type callerLimiter interface {
+	Allow(ctx context.Context, key string, perSecond float64, burst int) (bool, time.Duration, error)
+}
+
+// CallerRate is the default rate per caller: requests per second and burst, shared by every replica.
+const (
+	DefaultCallerRate  = 50
+	DefaultCallerBurst = 100
+)
+
 // requireCaller authenticates the bearer token and admits only callers of the given kind. A missing or invalid token
-// is 401 with WWW-Authenticate; a valid token of another kind of caller is 403.
-func requireCaller(v callerVerifier, kind caller.Kind) echo.MiddlewareFunc {
+// is 401 with WWW-Authenticate; a valid token of another kind of caller is 403; a caller over its rate is 429 with
+// Retry-After.
+func requireCaller(v callerVerifier, kind caller.Kind, lim callerLimiter, rate float64, burst int) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			h := c.Request().Header.Get("Authorization")
@@ -38,6 +54,16 @@ func requireCaller(v callerVerifier, kind caller.Kind) echo.MiddlewareFunc {
 				return problemf(http.StatusUnauthorized, "The bearer token is not valid.")
 			case cl.Kind != kind:
 				return problemf(http.StatusForbidden, "This client may not use this endpoint.")
+			}
+			if lim != nil {
+				ok, wait, err := lim.Allow(c.Request().Context(), "caller:"+cl.ID, rate, burst)
+				if err != nil {
+					return fmt.Errorf("rate limit: %w", err)
+				}
+				if !ok {
+					c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+					return problemf(http.StatusTooManyRequests, "Too many requests from this client; retry after the time in Retry-After.")
+				}
 			}
 			c.Set(callerKey, cl)
 			return next(c)

@@ -38,8 +38,12 @@ type ReviewsConfig struct {
 	Validity time.Duration
 	// PublicURL is the gateway's external origin, for the consent link.
 	PublicURL string
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Limiter, when set, limits each caller to CallerRate requests a second (burst CallerBurst) across replicas.
+	Limiter     callerLimiter
+	CallerRate  float64
+	CallerBurst int
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // reviewAPI serves EHR integrations (create and follow reviews) and providers (read packets).
@@ -49,11 +53,11 @@ type reviewAPI struct {
 }
 
 func (a *reviewAPI) mount(e *echo.Echo) {
-	ehr := e.Group("/api/v1/reviews", requireCaller(a.Callers, caller.EHR))
+	ehr := e.Group("/api/v1/reviews", requireCaller(a.Callers, caller.EHR, a.Limiter, a.CallerRate, a.CallerBurst))
 	ehr.POST("", a.create)
 	ehr.GET("/:id", a.get)
 	ehr.GET("/:id/audit", a.audit)
-	prov := e.Group("/api/v1/packets", requireCaller(a.Callers, caller.Provider))
+	prov := e.Group("/api/v1/packets", requireCaller(a.Callers, caller.Provider, a.Limiter, a.CallerRate, a.CallerBurst))
 	prov.GET("", a.listPackets)
 	prov.GET("/:id", a.getPacket)
 	prov.GET("/:id/report", a.getReport)

@@ -36,7 +36,7 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	return newAPIEnvWith(t, st)
 }
 
-func newAPIEnvWith(t testing.TB, st *store.Store) *apiEnv {
+func newAPIEnvWith(t testing.TB, st *store.Store, update ...func(*ReviewsConfig)) *apiEnv {
 	t.Helper()
 	is := callertest.NewIssuer(t)
 	v, err := caller.New([]caller.Issuer{{URL: is.URL, Audience: audience, Clients: []caller.Client{
@@ -50,14 +50,20 @@ func newAPIEnvWith(t testing.TB, st *store.Store) *apiEnv {
 	s, err := New(Config{
 		Logger:  slog.New(slog.NewJSONHandler(&logs, nil)),
 		OpenAPI: secondlook.OpenAPI,
-		Reviews: &ReviewsConfig{
-			Callers: v, Store: st, PublicURL: "https://gateway.test",
-			Catalog: review.Catalog{
-				Sources:   func(id string) bool { return id == "hospital" || id == "lab" },
-				Providers: func(id string) bool { return id == "onco" || id == "cardio" },
-				Types:     []string{"DiagnosticReport", "ImagingStudy", "Condition", "DocumentReference"},
-			},
-		},
+		Reviews: func() *ReviewsConfig {
+			rc := &ReviewsConfig{
+				Callers: v, Store: st, PublicURL: "https://gateway.test",
+				Catalog: review.Catalog{
+					Sources:   func(id string) bool { return id == "hospital" || id == "lab" },
+					Providers: func(id string) bool { return id == "onco" || id == "cardio" },
+					Types:     []string{"DiagnosticReport", "ImagingStudy", "Condition", "DocumentReference"},
+				},
+			}
+			for _, u := range update {
+				u(rc)
+			}
+			return rc
+		}(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -266,5 +272,25 @@ func TestOpenAPIServed(t *testing.T) {
 	resp, body := e.do(t, "", "GET", "/openapi.yaml", "", nil, false)
 	if resp.StatusCode != 200 || !bytes.Equal(body, secondlook.OpenAPI) {
 		t.Errorf("openapi.yaml: %d", resp.StatusCode)
+	}
+}
+
+func TestCallerRateLimit(t *testing.T) {
+	st, _ := storetest.RealRedis(t)
+	e := newAPIEnvWith(t, st, func(rc *ReviewsConfig) { rc.Limiter, rc.CallerRate, rc.CallerBurst = st, 1, 2 })
+	codes := []int{}
+	for range 3 {
+		resp, _ := e.do(t, "onco", "GET", "/api/v1/packets", "", nil, false)
+		codes = append(codes, resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+	}
+	if codes[0] != 200 || codes[1] != 200 || codes[2] != http.StatusTooManyRequests {
+		t.Errorf("statuses %v, want 200 200 429", codes)
+	}
+	// Another caller has its own bucket.
+	if resp, _ := e.do(t, "cardio", "GET", "/api/v1/packets", "", nil, false); resp.StatusCode != 200 {
+		t.Errorf("another caller: %d", resp.StatusCode)
 	}
 }

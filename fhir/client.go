@@ -89,6 +89,9 @@ type Options struct {
 	UserAgent string
 	// Observer, when set, is told about every request.
 	Observer Observer
+	// SharedLimit, when set, is waited on before every request, after the local limiter: the source's rate limit
+	// shared by every replica (store.Waiter).
+	SharedLimit func(ctx context.Context) error
 }
 
 // Client talks to one FHIR source. It is safe for concurrent use; its CapabilityStatement is read once and cached.
@@ -411,6 +414,11 @@ func (c *Client) attempt(ctx context.Context, st *stats, req request, isRetry bo
 	if c.limiter != nil {
 		if err := c.limiter.Wait(ctx); err != nil {
 			return fmt.Errorf("%s: rate limit wait: %w", req.op, context.Cause(ctx))
+		}
+	}
+	if c.opts.SharedLimit != nil {
+		if err := c.opts.SharedLimit(ctx); err != nil {
+			return fmt.Errorf("%s: shared rate limit: %w", req.op, err)
 		}
 	}
 	select {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,5 +320,28 @@ func TestRecordBundle(t *testing.T) {
 	}
 	if b.Entry[0].FullURL != h.base+"/Patient/"+todd || !bytes.Equal(b.Entry[0].Resource, rec.Patient.Raw) {
 		t.Errorf("first entry %s is not the Patient as served", b.Entry[0].FullURL)
+	}
+}
+
+// TestSharedLimit checks that the limiter shared across replicas is consulted before every request, and that its
+// refusal stops the retrieval.
+func TestSharedLimit(t *testing.T) {
+	h := newHospital(t, nil)
+	var calls atomic.Int64
+	c := h.client(t, func(o *fhir.Options) {
+		o.SharedLimit = func(context.Context) error { calls.Add(1); return nil }
+	})
+	rec, err := c.Retrieve(context.Background(), fhir.Query{PatientID: todd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(calls.Load()) != rec.Stats.Requests {
+		t.Errorf("shared limiter asked %d times for %d requests", calls.Load(), rec.Stats.Requests)
+	}
+	c = h.client(t, func(o *fhir.Options) {
+		o.SharedLimit = func(context.Context) error { return context.DeadlineExceeded }
+	})
+	if _, err := c.Retrieve(context.Background(), fhir.Query{PatientID: todd}); err == nil {
+		t.Error("retrieval went ahead though the shared limiter refused")
 	}
 }

@@ -147,6 +147,10 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		if o.Metrics != nil {
 			fo.Observer = o.Metrics.Upstream(s.ID)
 		}
+		if fo.RateLimit > 0 {
+			// The source's rate limit holds for all replicas together.
+			fo.SharedLimit = o.Store.Waiter("source:"+s.ID, float64(fo.RateLimit), max(fo.RateBurst, 1))
+		}
 		c, err := fhir.NewClient(fo)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("source %s: %w", s.ID, err))
@@ -207,6 +211,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		},
 		Reviews: &api.ReviewsConfig{
 			Callers: verifier, Store: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Now: o.Now, Logger: o.Logger,
+			Limiter: o.Store,
 			Catalog: review.Catalog{
 				Sources:   func(id string) bool { _, ok := info[id]; return ok },
 				Providers: func(id string) bool { _, ok := providers[id]; return ok },
