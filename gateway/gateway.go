@@ -283,7 +283,17 @@ func mergeJWKS(ac *auth.Client, signer crypto.Signer, kid string, retired map[st
 	if err := json.Unmarshal(raw, &set); err != nil {
 		return nil, err
 	}
-	set.Keys = append(set.Keys, jose.JSONWebKey{Key: signer.Public(), KeyID: kid, Use: "sig", Algorithm: algOf(signer, "ES256")})
+	publish := func(k crypto.Signer, id string) error {
+		alg, err := packet.Algorithm(k)
+		if err != nil {
+			return fmt.Errorf("signing key %s: %w", id, err)
+		}
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.Public(), KeyID: id, Use: "sig", Algorithm: string(alg)})
+		return nil
+	}
+	if err := publish(signer, kid); err != nil {
+		return nil, err
+	}
 	ids := make([]string, 0, len(retired))
 	for id := range retired {
 		ids = append(ids, id)
@@ -291,7 +301,9 @@ func mergeJWKS(ac *auth.Client, signer crypto.Signer, kid string, retired map[st
 	slices.Sort(ids)
 	for _, id := range ids {
 		if id != kid {
-			set.Keys = append(set.Keys, jose.JSONWebKey{Key: retired[id].Public(), KeyID: id, Use: "sig", Algorithm: algOf(retired[id], "ES256")})
+			if err := publish(retired[id], id); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return json.Marshal(set)

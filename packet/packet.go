@@ -326,7 +326,7 @@ func merge(records [][]byte) (*merged, error) {
 }
 
 func sign(s Signer, payload []byte) (string, error) {
-	alg, err := algFor(s.Key)
+	alg, err := Algorithm(s.Key)
 	if err != nil {
 		return "", err
 	}
@@ -342,7 +342,9 @@ func sign(s Signer, payload []byte) (string, error) {
 	return obj.DetachedCompactSerialize()
 }
 
-func algFor(k crypto.Signer) (jose.SignatureAlgorithm, error) {
+// Algorithm is the JWS algorithm a key signs packets with: ES256 (P-256), ES384 (P-384) or RS256 (RSA of 2048 bits
+// or more); other keys are refused.
+func Algorithm(k crypto.Signer) (jose.SignatureAlgorithm, error) {
 	switch pub := k.Public().(type) {
 	case *ecdsa.PublicKey:
 		switch pub.Curve {
