@@ -68,12 +68,13 @@ type ConsentConfig struct {
 	OnWithdrawn func(ctx context.Context, reviewID string) error
 	// Event, when set, is told of consent events ("granted" per source, "withdrawn" per review) for metrics.
 	Event func(event string)
-	// Launch and LaunchStore enable the SMART EHR launch of the gateway (/launch); PublicURL and Validity shape the
-	// reviews it creates.
+	// Launch and LaunchStore enable the SMART EHR launch of the gateway (/launch); PublicURL, Validity and Types
+	// (the resource types a review may ask for) shape the reviews it creates.
 	Launch      ehrLauncher
 	LaunchStore launchStore
 	PublicURL   string
 	Validity    time.Duration
+	Types       []string
 	Now         func() time.Time
 	Logger      *slog.Logger
 }
@@ -188,7 +189,7 @@ func (f *consentFlow) view(c echo.Context, r *review.Review, recs []consent.Reco
 	}
 	for _, s := range r.Sources {
 		info := f.Sources[s.Source]
-		sv := sourceView{ID: s.Source, Name: displayName(map[string]string{s.Source: info.Name}, s.Source), Kind: info.Kind, State: "pending",
+		sv := sourceView{ID: s.Source, Name: nameOr(info.Name, s.Source), Kind: info.Kind, State: "pending",
 			AuthorizeURL: "/consent/" + r.ID + "/authorize/" + s.Source}
 		if rec, ok := bySource[s.Source]; ok {
 			switch {
@@ -212,9 +213,12 @@ func (f *consentFlow) view(c echo.Context, r *review.Review, recs []consent.Reco
 	return v
 }
 
-func displayName(m map[string]string, id string) string {
-	if n, ok := m[id]; ok && n != "" {
-		return n
+func displayName(m map[string]string, id string) string { return nameOr(m[id], id) }
+
+// nameOr is a display name, or the id when there is none.
+func nameOr(name, id string) string {
+	if name != "" {
+		return name
 	}
 	return id
 }

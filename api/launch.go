@@ -117,13 +117,13 @@ type option struct{ ID, Name string }
 
 func (f *consentFlow) launchView(c echo.Context, draft, source, binding, problem string) launchView {
 	v := launchView{L: negotiate(c), Action: "/launch/" + draft, CSRF: f.launchToken(draft, binding),
-		Source: displayName(map[string]string{source: f.Sources[source].Name}, source), Error: problem}
+		Source: nameOr(f.Sources[source].Name, source), Error: problem}
 	for id, name := range f.Providers {
-		v.Providers = append(v.Providers, option{ID: id, Name: displayName(map[string]string{id: name}, id)})
+		v.Providers = append(v.Providers, option{ID: id, Name: nameOr(name, id)})
 	}
 	for id, s := range f.Sources {
 		if id != source {
-			v.Others = append(v.Others, option{ID: id, Name: displayName(map[string]string{id: s.Name}, id)})
+			v.Others = append(v.Others, option{ID: id, Name: nameOr(s.Name, id)})
 		}
 	}
 	sort.Slice(v.Providers, func(i, j int) bool { return v.Providers[i].Name < v.Providers[j].Name })
@@ -170,7 +170,7 @@ func (f *consentFlow) submitLaunch(c echo.Context) error {
 	catalog := review.Catalog{
 		Sources:   func(id string) bool { _, ok := f.Sources[id]; return ok },
 		Providers: func(id string) bool { _, ok := f.Providers[id]; return ok },
-		Types:     []string{"DiagnosticReport", "ImagingStudy", "Condition", "DocumentReference"},
+		Types:     f.Types,
 	}
 	if err := req.Validate(catalog); err != nil {
 		// Keep the context for a second try.

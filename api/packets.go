@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,13 +14,6 @@ import (
 	"secondlook/review"
 	"secondlook/store"
 )
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
-
-func isJSON(ct string) bool {
-	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
-	return mt == "application/json"
-}
 
 // packetSummary lists a packet shared with the caller.
 type packetSummary struct {
@@ -85,11 +77,7 @@ func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.Store
 		a.record(ctx, audit.Event{Action: action, Outcome: audit.Denied, ClientID: cl.ID, ReviewID: id})
 		return nil, problemf(http.StatusNotFound, "There is no such packet.")
 	}
-	state := acc.State
-	if !state.Final() && !a.Now().Before(acc.ExpiresAt) {
-		state = review.Expired
-	}
-	switch state {
+	switch effectiveState(acc.State, acc.ExpiresAt, a.Now()) {
 	case review.Withdrawn, review.Expired:
 		a.packets.drop(id)
 		a.record(ctx, audit.Event{Action: action, Outcome: audit.Denied, ClientID: cl.ID, ReviewID: id})

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -100,7 +102,7 @@ func (a *reviewAPI) create(c echo.Context) error {
 		return problemf(http.StatusRequestEntityTooLarge, "The review request is larger than 64 KiB.")
 	}
 	var req review.Request
-	dec := json.NewDecoder(bytesReader(body))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || dec.More() {
 		return problemf(http.StatusBadRequest, "The body is not a valid review request (JSON with known fields only).")
@@ -160,12 +162,25 @@ func (a *reviewAPI) get(c echo.Context) error {
 
 // effective shows a review past its expiry as expired even before the sweeper records it.
 func effective(r *review.Review, now time.Time) *review.Review {
-	if !r.State.Final() && !now.Before(r.ExpiresAt) {
+	if s := effectiveState(r.State, r.ExpiresAt, now); s != r.State {
 		cp := *r
-		cp.State = review.Expired
+		cp.State = s
 		return &cp
 	}
 	return r
+}
+
+// effectiveState is a review's state at now: expired once its consent period is over, whatever the store says yet.
+func effectiveState(s review.State, expires, now time.Time) review.State {
+	if !s.Final() && !now.Before(expires) {
+		return review.Expired
+	}
+	return s
+}
+
+func isJSON(ct string) bool {
+	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
+	return mt == "application/json"
 }
 
 func (a *reviewAPI) audit(c echo.Context) error {

@@ -208,6 +208,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 			OnConsented: func(ctx context.Context, id string) error { return o.Store.Enqueue(ctx, id) },
 			OnWithdrawn: func(ctx context.Context, id string) error { return o.Store.DeletePacket(ctx, id) },
 			Launch:      ac, LaunchStore: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Event: consentEvent,
+			Types: fhir.SearchableTypes,
 		},
 		Reviews: &api.ReviewsConfig{
 			Callers: verifier, Store: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Now: o.Now, Logger: o.Logger,
