@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -61,7 +62,10 @@ type Demo struct {
 	closers []func()
 	http    *http.Client
 	workers chan error
-	cancel  context.CancelFunc
+	// tokens caches each backend client's access token until shortly before it expires.
+	tokMu  sync.Mutex
+	tokens map[string]cachedToken
+	cancel context.CancelFunc
 }
 
 // Start runs the sandbox, the gateway and its workers, and has the EHR create a review for the demo patient.
@@ -219,9 +223,31 @@ func listenLoopback(addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
-// Token obtains an access token for the gateway as a backend client of the sandbox issuer (SMART Backend Services:
-// client_credentials with a private_key_jwt assertion).
+type cachedToken struct {
+	token string
+	until time.Time
+}
+
+// Token returns an access token for the gateway as a backend client of the sandbox issuer (SMART Backend Services:
+// client_credentials with a private_key_jwt assertion), reusing it until 30 s before it expires.
 func (d *Demo) Token(ctx context.Context, clientID string) (string, error) {
+	d.tokMu.Lock()
+	defer d.tokMu.Unlock()
+	if c, ok := d.tokens[clientID]; ok && time.Now().Before(c.until) {
+		return c.token, nil
+	}
+	tok, expiresIn, err := d.requestToken(ctx, clientID)
+	if err != nil {
+		return "", err
+	}
+	if d.tokens == nil {
+		d.tokens = map[string]cachedToken{}
+	}
+	d.tokens[clientID] = cachedToken{token: tok, until: time.Now().Add(time.Duration(expiresIn)*time.Second - 30*time.Second)}
+	return tok, nil
+}
+
+func (d *Demo) requestToken(ctx context.Context, clientID string) (string, int, error) {
 	key, kid := d.ehrKey, "ehr-1"
 	if clientID == ProviderClient {
 		key, kid = d.provKey, "prov-1"
@@ -230,18 +256,18 @@ func (d *Demo) Token(ctx context.Context, clientID string) (string, error) {
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
 		(&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	now := time.Now()
 	claims, _ := json.Marshal(map[string]any{"iss": clientID, "sub": clientID, "aud": tokenURL, "jti": randomID(),
 		"iat": now.Unix(), "exp": now.Add(4 * time.Minute).Unix()})
 	obj, err := signer.Sign(claims)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	assertion, err := obj.CompactSerialize()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}
@@ -249,17 +275,18 @@ func (d *Demo) Token(ctx context.Context, clientID string) (string, error) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := d.http.Do(req)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer resp.Body.Close()
 	var tr struct {
 		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
 		Error       string `json:"error"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tr); err != nil || tr.AccessToken == "" {
-		return "", fmt.Errorf("backend services token for %s: HTTP %d %s", clientID, resp.StatusCode, tr.Error)
+		return "", 0, fmt.Errorf("backend services token for %s: HTTP %d %s", clientID, resp.StatusCode, tr.Error)
 	}
-	return tr.AccessToken, nil
+	return tr.AccessToken, tr.ExpiresIn, nil
 }
 
 // API calls the gateway's API as a client and decodes the JSON answer into out (when not nil).
