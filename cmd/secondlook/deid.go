@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -32,24 +31,19 @@ const maxKeyFileBytes = 64 << 10
 // whose whole content (at least 32 bytes) is the secret, in which case the key id is "sha256:" and the first 16
 // hex digits of the secret's SHA-256. Only the id appears in output.
 func runDeid(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("deid", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("deid", stderr)
 	profileArg := fs.String("profile", deid.DefaultProfile, "embedded profile name ("+strings.Join(deid.EmbeddedProfiles(), ", ")+") or a profile file (YAML or JSON)")
 	keyFile := fs.String("key-file", "", `key file: JSON {"id":"k1","secret":"<base64, >= 32 bytes>"} or raw secret bytes (default: a random key)`)
 	reportPath := fs.String("report", "", "write the de-identification report (JSON, no PHI) to this file")
 	scope := fs.String("scope", "", "review id: pseudonyms, date shift and UIDs are keyed by key and scope")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: secondlook deid [--profile NAME|FILE] [--key-file FILE] [--report FILE] [--scope ID] [INPUT]")
-		fmt.Fprintln(stderr, "\nDe-identifies INPUT (a FHIR R4 Bundle, a single resource, NDJSON, or a directory of .ndjson files as")
-		fmt.Fprintln(stderr, "written by 'secondlook fetch'; stdin when absent or -) and")
-		fmt.Fprintln(stderr, "writes a collection Bundle to stdout. Exit 0 ok, 1 invalid input/profile/key, 3 rejected by the residual scan.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	setUsage(fs, stderr,
+		"usage: secondlook deid [--profile NAME|FILE] [--key-file FILE] [--report FILE] [--scope ID] [INPUT]",
+		"\nDe-identifies INPUT (a FHIR R4 Bundle, a single resource, NDJSON, or a directory of .ndjson files as",
+		"written by 'secondlook fetch'; stdin when absent or -) and",
+		"writes a collection Bundle to stdout. Exit 0 ok, 1 invalid input/profile/key, 3 rejected by the residual scan.",
+	)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 1 {
 		fmt.Fprintln(stderr, "secondlook deid: at most one INPUT")

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,22 +11,17 @@ import (
 )
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("demo", stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "gateway listen address (loopback)")
 	sandboxAddr := fs.String("sandbox-addr", "127.0.0.1:8090", "sandbox listen address (loopback)")
 	walkthrough := fs.Bool("walkthrough", false, "play the whole flow over HTTP without a browser, then exit (0 only if the packet verified and carries no PHI)")
 	verbose := fs.Bool("v", false, "log the gateway's and sandbox's requests to stderr")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: secondlook demo [--walkthrough] [--addr 127.0.0.1:8080] [--sandbox-addr 127.0.0.1:8090]")
-		fmt.Fprintln(stderr, "\nRuns the sandbox hospital and provincial repository, the gateway and Redis (embedded unless REDIS_URL is set) in one process.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	setUsage(fs, stderr,
+		"usage: secondlook demo [--walkthrough] [--addr 127.0.0.1:8080] [--sandbox-addr 127.0.0.1:8090]",
+		"\nRuns the sandbox hospital and provincial repository, the gateway and Redis (embedded unless REDIS_URL is set) in one process.",
+	)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	logger := slog.New(slog.DiscardHandler)
 	if *verbose {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,8 +25,7 @@ type staticToken string
 func (t staticToken) Token(context.Context) (string, error) { return string(t), nil }
 
 func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("fetch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("fetch", stderr)
 	base := fs.String("base", "", "FHIR base URL of the source (instead of --source)")
 	sourceID := fs.String("source", "", "id of a source in the config file (instead of --base)")
 	configPath := fs.String("config", os.Getenv("SECONDLOOK_CONFIG"), "config file (for --source); default $SECONDLOOK_CONFIG")
@@ -38,16 +36,12 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	types := fs.String("types", "", "comma-separated resource types (default: the source's, or "+strings.Join(fhir.DefaultTypes, ",")+")")
 	timeout := fs.Duration("timeout", 0, "overall deadline (default: the source's overall timeout, or 5m)")
 	verbose := fs.Bool("v", false, "log each upstream request (operation and status only) to stderr")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: secondlook fetch (--base URL | --source ID) --patient ID [--token-file F] --out DIR")
-		fmt.Fprintln(stderr, "\nRetrieves what the gateway would for one patient and writes DIR/<Type>.ndjson, one resource a line.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	setUsage(fs, stderr,
+		"usage: secondlook fetch (--base URL | --source ID) --patient ID [--token-file F] --out DIR",
+		"\nRetrieves what the gateway would for one patient and writes DIR/<Type>.ndjson, one resource a line.",
+	)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	var problems []string
 	if (*base == "") == (*sourceID == "") {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,8 +14,7 @@ import (
 )
 
 func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("sandbox", stderr)
 	addr := fs.String("addr", "127.0.0.1:8090", "listen address (loopback only)")
 	data := fs.String("data", "", "directory of Synthea transaction bundles to load into the hospital site (default: the embedded set)")
 	latency := fs.Duration("latency", 0, "latency added to every response, to imitate a remote server")
@@ -27,18 +24,14 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	scopeVersion := fs.Int("scope-version", 2, "SMART scope dialect of the authorization server: 1 (patient/X.read) or 2 (patient/X.rs)")
 	var redirects stringList
 	fs.Var(&redirects, "redirect-uri", "redirect URI of the demo client (repeatable; default "+demoRedirectURI+")")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: secondlook sandbox [--addr 127.0.0.1:PORT] [--data DIR] [--no-auth]")
-		fmt.Fprintln(stderr, "\nA test and demo FHIR R4 server loaded with Synthea patients; never for real data.")
-		fmt.Fprintln(stderr, "By default it also runs a SMART App Launch authorization server with one demo client")
-		fmt.Fprintf(stderr, "(client_id %s, client_secret %s: for local use only) and requires its tokens.\n", demoClientID, demoClientSecret)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	setUsage(fs, stderr,
+		"usage: secondlook sandbox [--addr 127.0.0.1:PORT] [--data DIR] [--no-auth]",
+		"\nA test and demo FHIR R4 server loaded with Synthea patients; never for real data.",
+		"By default it also runs a SMART App Launch authorization server with one demo client",
+		fmt.Sprintf("(client_id %s, client_secret %s: for local use only) and requires its tokens.", demoClientID, demoClientSecret),
+	)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	host, _, err := net.SplitHostPort(*addr)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,19 +27,14 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("serve", stderr)
 	configPath := fs.String("config", os.Getenv("SECONDLOOK_CONFIG"), "config file; default $SECONDLOOK_CONFIG (see docs/configuration.md)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: secondlook serve --config FILE")
-		fmt.Fprintln(stderr, "\nRuns the gateway: the API, the patient's consent pages and the assembly workers.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	setUsage(fs, stderr,
+		"usage: secondlook serve --config FILE",
+		"\nRuns the gateway: the API, the patient's consent pages and the assembly workers.",
+	)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	cfg, err := config.Load(*configPath, os.Environ())
 	if err == nil {
