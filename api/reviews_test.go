@@ -262,8 +262,8 @@ func TestPacketAccess(t *testing.T) {
 		t.Errorf("after withdrawal: %d, want 410", resp.StatusCode)
 	}
 	resp, body = e.do(t, "onco", "GET", "/api/v1/packets", "", nil, false)
-	if bytes.Contains(body, []byte(r.ID)) {
-		t.Error("a withdrawn packet is still listed")
+	if resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte(r.ID)) {
+		t.Errorf("list after withdrawal: %d %s; want 200 without the withdrawn packet", resp.StatusCode, body)
 	}
 }
 

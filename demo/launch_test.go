@@ -25,6 +25,7 @@ func TestEHRLaunch(t *testing.T) {
 	if err := b.Submit(ctx, "approve", nil); err != nil {
 		t.Fatalf("approve at the EHR: %v", err)
 	}
+	formPage, formURL := b.Page, b.URL
 	if err := b.Submit(ctx, "create", map[string][]string{"provider": {ProviderClient}, "question": {"Is surgery indicated?"}}); err != nil {
 		t.Fatalf("create the review: %v\n%s", err, b.Page)
 	}
@@ -43,9 +44,10 @@ func TestEHRLaunch(t *testing.T) {
 	if _, err := d.store.LoadGrant(ctx, r.ID+"/hospital"); err == nil {
 		t.Error("the EHR launch token was kept")
 	}
-	// The form cannot be submitted twice.
-	if err := b.Submit(ctx, "create", map[string][]string{"provider": {ProviderClient}, "question": {"again"}}); err == nil {
-		t.Error("a used launch form created a second review")
+	// The same form cannot be submitted twice.
+	b.Page, b.URL = formPage, formURL
+	if err := b.Submit(ctx, "create", map[string][]string{"provider": {ProviderClient}, "question": {"again"}}); err == nil || b.Status != http.StatusGone {
+		t.Errorf("a used launch form submitted again: status %d, %v", b.Status, err)
 	}
 	if strings.Contains(logs.String(), Patient) {
 		t.Error("the patient id reached the log")
