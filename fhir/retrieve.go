@@ -650,20 +650,15 @@ func (r *run) finish(rec *Record) {
 	r.st.mu.Unlock()
 }
 
-// Bundle returns the record as a FHIR collection Bundle (the Patient first, then each type in turn), with each
-// resource's JSON exactly as the server sent it and fullUrl the resource's absolute URL at the source.
-func (rec *Record) Bundle(baseURL string) []byte {
-	return CollectionBundle([]Sourced{{BaseURL: baseURL, Record: rec}})
-}
-
 // Sourced is a record with the base URL of the source it came from.
 type Sourced struct {
 	BaseURL string
 	Record  *Record
 }
 
-// CollectionBundle writes several sources' records as one collection Bundle, each resource's JSON as the server
-// sent it, with fullUrls that keep same-named resources of different sources apart.
+// CollectionBundle writes one or more sources' records as one collection Bundle (per source the Patient first, then
+// each type in turn), each resource's JSON exactly as the server sent it, fullUrl its absolute URL at the source, so
+// same-named resources of different sources stay apart.
 func CollectionBundle(parts []Sourced) []byte {
 	size := 64
 	for _, p := range parts {

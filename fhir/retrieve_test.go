@@ -308,7 +308,7 @@ func TestRecordBundle(t *testing.T) {
 			Resource json.RawMessage `json:"resource"`
 		}
 	}
-	if err := json.Unmarshal(rec.Bundle(h.base), &b); err != nil {
+	if err := json.Unmarshal(fhir.CollectionBundle([]fhir.Sourced{{BaseURL: h.base, Record: rec}}), &b); err != nil {
 		t.Fatal(err)
 	}
 	n := 1
