@@ -42,8 +42,10 @@ const (
 	DialectV2   = "v2"
 )
 
-// DefaultResourceTypes are the resource types asked for when a Source lists none.
-var DefaultResourceTypes = []string{"Patient", "DiagnosticReport", "Observation", "ImagingStudy", "Condition"}
+// DefaultResourceTypes returns the resource types asked for when a Source lists none.
+func DefaultResourceTypes() []string {
+	return []string{"Patient", "DiagnosticReport", "Observation", "ImagingStudy", "Condition"}
+}
 
 // Source is one FHIR server and the gateway's client registration at its authorization server.
 type Source struct {
@@ -224,7 +226,7 @@ func New(cfg Config, states StateStore, grants GrantStore) (*Client, error) {
 		}
 		types := s.ResourceTypes
 		if len(types) == 0 {
-			types = DefaultResourceTypes
+			types = DefaultResourceTypes()
 		}
 		seen := map[string]bool{}
 		for _, t := range types {

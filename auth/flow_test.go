@@ -77,7 +77,7 @@ func TestStandaloneLaunch(t *testing.T) {
 			want := &Grant{
 				Key: "rev-1/h1", SourceID: "h1", ReviewID: "rev-1", Patient: "pat-123", FHIRUser: "Patient/pat-123",
 				Scopes:       parseScope(wantParams["scope"]),
-				GrantedTypes: DefaultResourceTypes, Refreshable: true,
+				GrantedTypes: DefaultResourceTypes(), Refreshable: true,
 			}
 			if diff := cmp.Diff(want, g, cmpopts.IgnoreFields(Grant{}, "AccessExpiry", "GrantedAt", "ExpiresAt")); diff != "" {
 				t.Errorf("grant (-want +got):\n%s", diff)
@@ -174,7 +174,7 @@ func TestScopeDialect(t *testing.T) {
 			if scopes[0] != tt.wantLaunch || slices.Contains(scopes[1:], "launch") || slices.Contains(scopes[1:], "launch/patient") {
 				t.Errorf("launch scope: %q", scopes)
 			}
-			for _, typ := range DefaultResourceTypes {
+			for _, typ := range DefaultResourceTypes() {
 				if !slices.Contains(scopes, "patient/"+typ+tt.wantSuffix) {
 					t.Errorf("scope lacks patient/%s%s: %q", typ, tt.wantSuffix, scopes)
 				}

@@ -35,7 +35,7 @@ type Observer interface {
 	Request(op string, status int, retry bool, d time.Duration)
 }
 
-// Limits bound what one source may make the client read. Zero values take the defaults in DefaultLimits.
+// Limits bound what one source may make the client read. Zero values take the defaults of DefaultLimits.
 type Limits struct {
 	MaxPages           int   // pages per search
 	MaxResources       int   // resources per patient retrieval
@@ -45,14 +45,16 @@ type Limits struct {
 	MaxJSONDepth       int   // nesting depth of any JSON value kept
 }
 
-// DefaultLimits are the limits used where Options leaves one at zero.
-var DefaultLimits = Limits{
-	MaxPages:           100,
-	MaxResources:       20000,
-	MaxBytes:           256 << 20,
-	MaxBodyBytes:       32 << 20,
-	MaxAttachmentBytes: 16 << 20,
-	MaxJSONDepth:       64,
+// DefaultLimits returns the limits used where Options leaves one at zero.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxPages:           100,
+		MaxResources:       20000,
+		MaxBytes:           256 << 20,
+		MaxBodyBytes:       32 << 20,
+		MaxAttachmentBytes: 16 << 20,
+		MaxJSONDepth:       64,
+	}
 }
 
 // Retry is the retry policy for 429, 502, 503, 504 and network errors.
@@ -178,7 +180,7 @@ func NewClient(opts Options) (*Client, error) {
 func (c *Client) BaseURL() string { return c.baseStr }
 
 func (l Limits) withDefaults() Limits {
-	d := DefaultLimits
+	d := DefaultLimits()
 	if l.MaxPages > 0 {
 		d.MaxPages = l.MaxPages
 	}

@@ -32,12 +32,14 @@ const (
 	TypeBinary            = "Binary"
 )
 
-// DefaultTypes are the types retrieved when a Query names none.
-var DefaultTypes = []string{TypeDiagnosticReport, TypeImagingStudy, TypeCondition}
+// DefaultTypes returns the types retrieved when a Query names none.
+func DefaultTypes() []string { return []string{TypeDiagnosticReport, TypeImagingStudy, TypeCondition} }
 
-// SearchableTypes are the types a Query may name. Observations come only as DiagnosticReport results, and Binaries
+// SearchableTypes returns the types a Query may name. Observations come only as DiagnosticReport results, and Binaries
 // only as attachments, so that a packet holds what a report refers to rather than every vital sign ever taken.
-var SearchableTypes = []string{TypeDiagnosticReport, TypeImagingStudy, TypeCondition, TypeDocumentReference}
+func SearchableTypes() []string {
+	return []string{TypeDiagnosticReport, TypeImagingStudy, TypeCondition, TypeDocumentReference}
+}
 
 // observationBatch is how many Observation ids one _id search names.
 const observationBatch = 50
@@ -123,10 +125,10 @@ func (c *Client) Retrieve(ctx context.Context, q Query) (*Record, error) {
 	}
 	types := q.Types
 	if len(types) == 0 {
-		types = DefaultTypes
+		types = DefaultTypes()
 	}
 	for _, t := range types {
-		if !slices.Contains(SearchableTypes, t) {
+		if !slices.Contains(SearchableTypes(), t) {
 			return nil, fmt.Errorf("fhir: resource type %q cannot be retrieved", t)
 		}
 	}

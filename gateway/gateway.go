@@ -208,7 +208,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 			OnConsented: func(ctx context.Context, id string) error { return o.Store.Enqueue(ctx, id) },
 			OnWithdrawn: func(ctx context.Context, id string) error { return o.Store.DeletePacket(ctx, id) },
 			Launch:      ac, LaunchStore: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Event: consentEvent,
-			Types: fhir.SearchableTypes,
+			Types: fhir.SearchableTypes(),
 		},
 		Reviews: &api.ReviewsConfig{
 			Callers: verifier, Store: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Now: o.Now, Logger: o.Logger,
@@ -216,7 +216,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 			Catalog: review.Catalog{
 				Sources:   func(id string) bool { _, ok := info[id]; return ok },
 				Providers: func(id string) bool { _, ok := providers[id]; return ok },
-				Types:     fhir.SearchableTypes,
+				Types:     fhir.SearchableTypes(),
 			},
 		},
 	})

@@ -33,7 +33,7 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	token := fs.String("token", "", "bearer token (visible to other local users in the process list: prefer --token-file or $SECONDLOOK_FETCH_TOKEN)")
 	tokenFile := fs.String("token-file", "", "file holding the bearer token")
 	out := fs.String("out", "", "directory for the NDJSON files (required)")
-	types := fs.String("types", "", "comma-separated resource types (default: the source's, or "+strings.Join(fhir.DefaultTypes, ",")+")")
+	types := fs.String("types", "", "comma-separated resource types (default: the source's, or "+strings.Join(fhir.DefaultTypes(), ",")+")")
 	timeout := fs.Duration("timeout", 0, "overall deadline (default: the source's overall timeout, or 5m)")
 	verbose := fs.Bool("v", false, "log each upstream request (operation and status only) to stderr")
 	setUsage(fs, stderr,
