@@ -30,8 +30,8 @@ import (
 
 // launchStore keeps a launch's context between the callback and the form.
 type launchStore interface {
-	PutState(ctx context.Context, key string, value []byte, ttl time.Duration) error
-	TakeState(ctx context.Context, key string) ([]byte, error)
+	PutPrivateState(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	TakePrivateState(ctx context.Context, key string) ([]byte, error)
 	CreateReview(ctx context.Context, r *review.Review) error
 }
 
@@ -40,7 +40,8 @@ type ehrLauncher interface {
 	BeginEHRLaunch(ctx context.Context, iss, launch, binding, reviewID string) (string, error)
 }
 
-// launchDraft is what the callback learned, kept for the form (30 minutes, single use).
+// launchDraft is what the callback learned, kept for the form (30 minutes, single use, sealed at rest: it names the
+// patient).
 type launchDraft struct {
 	Source  string `json:"source"`
 	Patient string `json:"patient"`
@@ -94,7 +95,7 @@ func (f *consentFlow) launched(c echo.Context, g *auth.Grant, binding string) er
 		return &pageError{status: http.StatusNotFound, key: "error.notfound"}
 	}
 	b, _ := json.Marshal(launchDraft{Source: g.SourceID, Patient: g.Patient, Binding: binding})
-	if err := f.LaunchStore.PutState(ctx, draftKey(g.ReviewID), b, launchTTL); err != nil {
+	if err := f.LaunchStore.PutPrivateState(ctx, draftKey(g.ReviewID), b, launchTTL); err != nil {
 		return fmt.Errorf("keep launch context: %w", err)
 	}
 	return f.pages.render(c, http.StatusOK, "launch", f.launchView(c, g.ReviewID, g.SourceID, binding, ""))
@@ -146,7 +147,7 @@ func (f *consentFlow) submitLaunch(c echo.Context) error {
 	if !review.ValidID(draft) || !ok || !hmac.Equal([]byte(c.FormValue("csrf")), []byte(f.launchToken(draft, binding))) {
 		return &pageError{status: http.StatusForbidden, key: "error.session"}
 	}
-	raw, err := f.LaunchStore.TakeState(ctx, draftKey(draft))
+	raw, err := f.LaunchStore.TakePrivateState(ctx, draftKey(draft))
 	if errors.Is(err, store.ErrNotFound) {
 		return &pageError{status: http.StatusGone, key: "launch.expired"}
 	}
@@ -174,7 +175,7 @@ func (f *consentFlow) submitLaunch(c echo.Context) error {
 	}
 	if err := req.Validate(catalog); err != nil {
 		// Keep the context for a second try.
-		_ = f.LaunchStore.PutState(ctx, draftKey(draft), raw, launchTTL)
+		_ = f.LaunchStore.PutPrivateState(ctx, draftKey(draft), raw, launchTTL)
 		return f.pages.render(c, http.StatusUnprocessableEntity, "launch", f.launchView(c, draft, d.Source, binding, negotiate(c).T("launch.problem")))
 	}
 	r, err := review.New("ehr-launch:"+d.Source, req, f.Now(), f.Validity)

@@ -2,8 +2,10 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sealer encrypts records at rest (seal.Keyring satisfies it). aad binds a sealed value to its key, so a value
@@ -44,4 +46,22 @@ func (s *Store) openValue(stored []byte, aad string) ([]byte, error) {
 		return nil, fmt.Errorf("open record: %w", err)
 	}
 	return plain, nil
+}
+
+// PutPrivateState is PutState for values that say something about a patient: sealed when records are sealed.
+func (s *Store) PutPrivateState(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	sealed, err := s.sealValue(value, "state:"+key)
+	if err != nil {
+		return err
+	}
+	return s.PutState(ctx, key, sealed, ttl)
+}
+
+// TakePrivateState is TakeState for values written by PutPrivateState.
+func (s *Store) TakePrivateState(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.TakeState(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.openValue(v, "state:"+key)
 }

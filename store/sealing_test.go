@@ -58,6 +58,16 @@ func TestRecordsSealedAtRest(t *testing.T) {
 	if err != nil || len(recs) != 1 || recs[0].PatientRef != "Patient/mrn-4711" {
 		t.Fatalf("consents: %+v %v", recs, err)
 	}
+	if err := s.PutPrivateState(ctx, "draft-1", []byte(`{"patient":"mrn-4711"}`), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	raw2, _ := rdb.Get(ctx, s.Prefix()+"{draft-1}:state").Result()
+	if raw2 == "" || strings.Contains(raw2, "mrn-4711") {
+		t.Errorf("private state in Redis: %q", raw2)
+	}
+	if v, err := s.TakePrivateState(ctx, "draft-1"); err != nil || string(v) != `{"patient":"mrn-4711"}` {
+		t.Errorf("private state back: %q %v", v, err)
+	}
 	// Another key (or none) cannot read them.
 	other, _ := seal.NewKeyring(map[string][]byte{"k2": bytes.Repeat([]byte{8}, 32)}, "k2")
 	s2 := store.New(rdb, s.Prefix())
