@@ -311,6 +311,71 @@ func TestFaults(t *testing.T) {
 			types: []string{"DiagnosticReport"},
 		},
 		{
+			name:  "searchset that claims more than it has: the pages decide, not total",
+			opts:  func(o *fhir.Options) { o.PageSize = 5 },
+			fault: sandbox.Fault{Path: "DiagnosticReport", Rewrite: rewriteBundle(func(b map[string]any) { b["total"] = 5000 })},
+			check: func(t *testing.T, h *hospital, rec *fhir.Record, err error, _ time.Duration) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(rec.Resources["DiagnosticReport"]); n != 19 {
+					t.Errorf("%d DiagnosticReports, want the 19 the pages hold", n)
+				}
+			},
+			types: []string{"DiagnosticReport"},
+		},
+		{
+			name:  "searchset that claims less than it has: every page is still read",
+			opts:  func(o *fhir.Options) { o.PageSize = 5 },
+			fault: sandbox.Fault{Path: "DiagnosticReport", Rewrite: rewriteBundle(func(b map[string]any) { b["total"] = 1 })},
+			check: func(t *testing.T, h *hospital, rec *fhir.Record, err error, _ time.Duration) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(rec.Resources["DiagnosticReport"]); n != 19 {
+					t.Errorf("%d DiagnosticReports, want 19", n)
+				}
+			},
+			types: []string{"DiagnosticReport"},
+		},
+		{
+			name:  "burst of 429s ridden out",
+			fault: sandbox.Fault{Path: "Condition", Times: 3, Status: 429, RetryAfter: "0"},
+			opts:  func(o *fhir.Options) { o.Retry.MaxAttempts = 5 },
+			check: func(t *testing.T, h *hospital, rec *fhir.Record, err error, _ time.Duration) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec.Stats.Retries != 3 || len(rec.Resources["Condition"]) != 6 {
+					t.Errorf("retries %d, conditions %d; want 3 and 6", rec.Stats.Retries, len(rec.Resources["Condition"]))
+				}
+			},
+			types: []string{"Condition"},
+		},
+		{
+			name:  "JSON under a wrong content type refused",
+			fault: sandbox.Fault{Path: "Condition", ContentType: "text/plain"},
+			check: func(t *testing.T, h *hospital, rec *fhir.Record, err error, _ time.Duration) {
+				if !errors.Is(err, fhir.ErrInvalidResponse) || !strings.Contains(err.Error(), "content type") {
+					t.Fatalf("err = %v, want ErrInvalidResponse for the content type", err)
+				}
+			},
+			types: []string{"Condition"},
+		},
+		{
+			name:  "slow body within the request timeout completes",
+			fault: sandbox.Fault{Path: "Condition", SlowBody: 20 * time.Millisecond, ChunkSize: 4096},
+			check: func(t *testing.T, h *hospital, rec *fhir.Record, err error, _ time.Duration) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rec.Resources["Condition"]) != 6 {
+					t.Errorf("%d Conditions, want 6", len(rec.Resources["Condition"]))
+				}
+			},
+			types: []string{"Condition"},
+		},
+		{
 			name:  "server that is not R4",
 			fault: sandbox.Fault{Path: "metadata", Rewrite: func(b []byte) []byte { return bytes.Replace(b, []byte(`"4.0.1"`), []byte(`"5.0.0"`), 1) }},
 			check: func(t *testing.T, h *hospital, rec *fhir.Record, err error, _ time.Duration) {
