@@ -322,3 +322,60 @@ func TestKilledWorkerLosesNoJob(t *testing.T) {
 		t.Errorf("queue not empty: pending %d delayed %d (%v)", pending, delayed, err)
 	}
 }
+
+// TestForeignSubjectNeverPacked: a source slips a resource about another patient into the search. The client drops
+// it, the packet never carries it (nor its marker text), and the packet says what was left out.
+func TestForeignSubjectNeverPacked(t *testing.T) {
+	e := newEnv(t, storetest.EmbeddedRedis, nil)
+	r := e.consented(t)
+	const marker = "Foreign patient marker condition"
+	e.site["hospital"].Faults().Add(sandbox.Fault{Path: "Condition?", Rewrite: func(b []byte) []byte {
+		var doc map[string]any
+		if json.Unmarshal(b, &doc) != nil {
+			return b
+		}
+		entries, _ := doc["entry"].([]any)
+		if len(entries) == 0 {
+			return b
+		}
+		res := entries[0].(map[string]any)["resource"].(map[string]any)
+		res["subject"] = map[string]any{"reference": "Patient/someone-else"}
+		res["code"] = map[string]any{"text": marker}
+		out, err := json.Marshal(doc)
+		if err != nil {
+			return b
+		}
+		return out
+	}})
+	if err := e.worker.Assemble(context.Background(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.store.GetPacket(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := p.Bundle()
+	if bytes.Contains(b, []byte(marker)) || bytes.Contains(b, []byte("someone-else")) {
+		t.Fatal("the packet carries the other patient's resource")
+	}
+	if !bytes.Contains(b, []byte("1 Condition subject-mismatch")) {
+		t.Error("the packet does not report the dropped resource")
+	}
+	var doc struct {
+		Entry []struct {
+			Resource struct {
+				ResourceType string `json:"resourceType"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	_ = json.Unmarshal(b, &doc)
+	n := 0
+	for _, en := range doc.Entry {
+		if en.Resource.ResourceType == "Condition" {
+			n++
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d Conditions packed, want 5 of 6", n)
+	}
+}
