@@ -136,8 +136,10 @@ type CallerClient struct {
 
 // Assembly configures the background workers that assemble review packets from a queue.
 type Assembly struct {
-	// Workers is the number of concurrent assembly workers; default 2, 1..64.
-	Workers int `yaml:"workers"`
+	// Workers is the number of concurrent assembly workers this replica runs; default 2, 0..64. 0 makes an API-only
+	// replica: it serves the API and the consent pages while other replicas assemble. A pointer, so that an explicit
+	// 0 is told apart from a setting left out.
+	Workers *int `yaml:"workers"`
 	// MaxAttempts counts the first try of a job; default 5, 1..20.
 	MaxAttempts int `yaml:"max_attempts"`
 	// BaseDelay is the delay before the first retry of a failed job; default 5s, 100ms..10m.
@@ -145,6 +147,14 @@ type Assembly struct {
 	// Visibility is how long a claimed job stays hidden from other workers before it is presumed abandoned;
 	// default 2m, 10s..1h.
 	Visibility Duration `yaml:"visibility"`
+}
+
+// WorkerCount is the number of assembly workers to run: Workers, or the default when it is not set.
+func (a Assembly) WorkerCount() int {
+	if a.Workers == nil {
+		return defaultAssemblyWorkers
+	}
+	return *a.Workers
 }
 
 // Log configures the process logger.
@@ -362,7 +372,9 @@ func (c *Config) ApplyDefaults() {
 
 	setDefault(&c.Consent.Validity, Duration(defaultConsentValidity))
 
-	setDefault(&c.Assembly.Workers, defaultAssemblyWorkers)
+	if c.Assembly.Workers == nil {
+		c.Assembly.Workers = new(defaultAssemblyWorkers)
+	}
 	setDefault(&c.Assembly.MaxAttempts, defaultAssemblyMaxAttempts)
 	setDefault(&c.Assembly.BaseDelay, Duration(defaultAssemblyBaseDelay))
 	setDefault(&c.Assembly.Visibility, Duration(defaultAssemblyVisibility))

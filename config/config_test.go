@@ -59,7 +59,7 @@ func wantExample() *Config {
 			},
 		}},
 		Assembly: Assembly{
-			Workers:     4,
+			Workers:     new(4),
 			MaxAttempts: 6,
 			BaseDelay:   Duration(10 * time.Second),
 			Visibility:  Duration(5 * time.Minute),
@@ -136,7 +136,7 @@ func wantDefaults() *Config {
 		},
 		Redis:    Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "secondlook:"},
 		Consent:  Consent{Validity: Duration(720 * time.Hour)},
-		Assembly: Assembly{Workers: 2, MaxAttempts: 5, BaseDelay: Duration(5 * time.Second), Visibility: Duration(2 * time.Minute)},
+		Assembly: Assembly{Workers: new(2), MaxAttempts: 5, BaseDelay: Duration(5 * time.Second), Visibility: Duration(2 * time.Minute)},
 	}
 }
 
@@ -239,6 +239,16 @@ func TestLoadAppliesDefaults(t *testing.T) {
 			name:    "minimal source",
 			content: minimalYAML,
 			want:    withSources(wantDefaults(), wantDefaultSource()),
+		},
+		{
+			name:    "workers 0 is kept: an API-only replica",
+			content: "assembly: {workers: 0}\n",
+			want:    func() *Config { c := wantDefaults(); c.Assembly.Workers = new(0); return c }(),
+		},
+		{
+			name:    "workers null gets the default",
+			content: "assembly: {workers: ~}\n",
+			want:    wantDefaults(),
 		},
 		{
 			name: "private_key_jwt gets RS384",

@@ -180,6 +180,12 @@ func setScalar(v reflect.Value, s string) error {
 		return tu.UnmarshalText([]byte(s))
 	}
 	switch v.Kind() {
+	case reflect.Pointer:
+		p := reflect.New(v.Type().Elem())
+		if err := setScalar(p.Elem(), s); err != nil {
+			return err
+		}
+		v.Set(p)
 	case reflect.String:
 		v.SetString(s)
 	case reflect.Bool:

@@ -336,11 +336,12 @@ func TestValidateGateway(t *testing.T) {
 			want: []Problem{{onc + "clients[0oa1b2C3onco].kind", "is required; want one of ehr, provider"}}},
 
 		// assembly
-		{name: "workers 64", mutate: func(c *Config) { c.Assembly.Workers = 64 }},
-		{name: "workers 0", mutate: func(c *Config) { c.Assembly.Workers = 0 },
-			want: []Problem{{"assembly.workers", "must be between 1 and 64; got 0"}}},
-		{name: "workers 65", mutate: func(c *Config) { c.Assembly.Workers = 65 },
-			want: []Problem{{"assembly.workers", "must be between 1 and 64; got 65"}}},
+		{name: "workers 64", mutate: func(c *Config) { c.Assembly.Workers = new(64) }},
+		{name: "workers 0: an API-only replica", mutate: func(c *Config) { c.Assembly.Workers = new(0) }},
+		{name: "workers -1", mutate: func(c *Config) { c.Assembly.Workers = new(-1) },
+			want: []Problem{{"assembly.workers", "must be between 0 and 64; got -1"}}},
+		{name: "workers 65", mutate: func(c *Config) { c.Assembly.Workers = new(65) },
+			want: []Problem{{"assembly.workers", "must be between 0 and 64; got 65"}}},
 		{name: "max_attempts 20", mutate: func(c *Config) { c.Assembly.MaxAttempts = 20 }},
 		{name: "max_attempts 21", mutate: func(c *Config) { c.Assembly.MaxAttempts = 21 },
 			want: []Problem{{"assembly.max_attempts", "must be between 1 and 20; got 21"}}},
@@ -527,11 +528,11 @@ func TestValidateForServeIncludesValidate(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	cfg.Log.Level = "loud"
-	cfg.Assembly.Workers = 0
+	cfg.Assembly.Workers = new(65)
 	cfg.Server.PublicURL = ""
 	want := []Problem{
 		{"log.level", `must be one of debug, info, warn, error; got "loud"`},
-		{"assembly.workers", "must be between 1 and 64; got 0"},
+		{"assembly.workers", "must be between 0 and 64; got 65"},
 		{"server.public_url", "is required to serve"},
 	}
 	if diff := cmp.Diff(want, problemsOf(t, cfg.ValidateForServe())); diff != "" {
@@ -876,8 +877,12 @@ func TestGatewayEnvOverrides(t *testing.T) {
 			"SECONDLOOK_ASSEMBLY_BASE_DELAY=1s",
 			"SECONDLOOK_ASSEMBLY_VISIBILITY=10m",
 		}, want: func(c *Config) {
-			c.Assembly = Assembly{Workers: 8, MaxAttempts: 3, BaseDelay: Duration(time.Second), Visibility: Duration(10 * time.Minute)}
+			c.Assembly = Assembly{Workers: new(8), MaxAttempts: 3, BaseDelay: Duration(time.Second), Visibility: Duration(10 * time.Minute)}
 		}},
+		{name: "no workers: an API-only replica", environ: []string{"SECONDLOOK_ASSEMBLY_WORKERS=0"},
+			want: func(c *Config) { c.Assembly.Workers = new(0) }},
+		{name: "empty workers: the default", environ: []string{"SECONDLOOK_ASSEMBLY_WORKERS="},
+			want: func(c *Config) { c.Assembly.Workers = new(2) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

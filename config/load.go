@@ -202,6 +202,9 @@ func (w *shapeChecker) merge(v *yaml.Node, t reflect.Type, path string) {
 }
 
 func describeType(t reflect.Type) string {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	if t == reflect.TypeFor[Duration]() {
 		return `a duration such as "30s"`
 	}

@@ -109,6 +109,11 @@ func TestLoadReportsMistypedValues(t *testing.T) {
 			want:    []Problem{{Path: "sources[0].timeouts.overall", Message: `line 9: want a duration such as "30s"`}},
 		},
 		{
+			name:    "string for an optional integer",
+			content: "assembly: {workers: none}\n",
+			want:    []Problem{{Path: "assembly.workers", Message: "line 1: want an integer in range"}},
+		},
+		{
 			name:    "scalar for a section",
 			content: "log: debug\n",
 			want:    []Problem{{Path: "log", Message: "line 1: want a mapping"}},

@@ -40,12 +40,15 @@ func fieldByYAMLName(t reflect.Type, key string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
-// isScalar reports whether t is set from a single string: a text-unmarshalable type or a basic kind.
+// isScalar reports whether t is set from a single string: a text-unmarshalable type or a basic kind, or a pointer
+// to one (an optional setting whose zero value means something, so that left out is nil).
 func isScalar(t reflect.Type) bool {
 	if reflect.PointerTo(t).Implements(textUnmarshalerType) {
 		return true
 	}
 	switch t.Kind() {
+	case reflect.Pointer:
+		return t.Elem().Kind() != reflect.Pointer && isScalar(t.Elem())
 	case reflect.String, reflect.Bool,
 		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,

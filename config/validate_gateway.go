@@ -268,7 +268,7 @@ func (v *validator) callers(c *Callers) {
 }
 
 func (v *validator) assembly(a *Assembly) {
-	v.intRange("assembly.workers", a.Workers, 1, maxAssemblyWorkers)
+	v.intRange("assembly.workers", a.WorkerCount(), 0, maxAssemblyWorkers)
 	v.intRange("assembly.max_attempts", a.MaxAttempts, 1, maxAssemblyAttempts)
 	v.durationRange("assembly.base_delay", a.BaseDelay, minAssemblyBaseDelay, maxAssemblyBaseDelay)
 	v.durationRange("assembly.visibility", a.Visibility, minAssemblyVisibility, maxAssemblyVisibility)

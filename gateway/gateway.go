@@ -62,7 +62,8 @@ type Options struct {
 	Callers []caller.Issuer
 	// ConsentValidity is how long a review, its consent and its packet last (default 30 days).
 	ConsentValidity time.Duration
-	// Workers is how many assembly workers this process runs (default 2).
+	// Workers is how many assembly workers this process runs; 0 runs none (an API-only replica, while other
+	// replicas assemble).
 	Workers                int
 	MaxAttempts            int
 	RetryDelay, Visibility time.Duration
@@ -102,10 +103,10 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	if o.ConsentValidity <= 0 {
 		o.ConsentValidity = 30 * 24 * time.Hour
 	}
-	if o.Workers <= 0 {
-		o.Workers = 2
-	}
 	var problems []error
+	if o.Workers < 0 {
+		problems = append(problems, errors.New("gateway: the number of workers cannot be negative"))
+	}
 	if o.PublicURL == "" {
 		problems = append(problems, errors.New("gateway: the public URL is required"))
 	}
@@ -236,8 +237,8 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	return g, nil
 }
 
-// RunWorkers runs the assembly workers, and the sweeper that ends reviews whose consent period is over, until ctx
-// is done.
+// RunWorkers runs the assembly workers (none in an API-only replica), and the sweeper that ends reviews whose
+// consent period is over, until ctx is done.
 func (g *Gateway) RunWorkers(ctx context.Context) error {
 	host, _ := os.Hostname()
 	var wg sync.WaitGroup

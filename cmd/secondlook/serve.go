@@ -104,7 +104,8 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	go func() { workers <- gw.RunWorkers(wctx) }()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("gateway listening", "addr", ln.Addr().String(), "public_url", cfg.Server.PublicURL, "sources", len(cfg.Sources))
+	logger.Info("gateway listening", "addr", ln.Addr().String(), "public_url", cfg.Server.PublicURL, "sources", len(cfg.Sources),
+		"workers", cfg.Assembly.WorkerCount())
 
 	select {
 	case err := <-served:
@@ -208,7 +209,7 @@ func gatewayOptions(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	o.DeidKey = deid.Key{ID: cfg.Keys.Deid.ID, Secret: deidKey}
 	o.CSRFKey = csrf
 	o.ConsentValidity = time.Duration(cfg.Consent.Validity)
-	o.Workers, o.MaxAttempts = cfg.Assembly.Workers, cfg.Assembly.MaxAttempts
+	o.Workers, o.MaxAttempts = cfg.Assembly.WorkerCount(), cfg.Assembly.MaxAttempts
 	o.RetryDelay, o.Visibility = time.Duration(cfg.Assembly.BaseDelay), time.Duration(cfg.Assembly.Visibility)
 	o.BodyLimit, o.RequestTimeout = cfg.Server.BodyLimit, time.Duration(cfg.Server.RequestTimeout)
 	o.Logger = logger
