@@ -55,6 +55,7 @@ type Verifier struct {
 	http    *http.Client
 	now     func() time.Time
 	maxAge  time.Duration
+	leeway  time.Duration
 
 	// verified remembers tokens already verified, by their SHA-256, until they expire or a minute has passed,
 	// whichever is first: a provider downloading a packet presents the same token many times, and a signature
@@ -83,15 +84,22 @@ type issuer struct {
 type Options struct {
 	HTTPClient *http.Client
 	Now        func() time.Time
-	// MaxLifetime rejects tokens whose exp is further than this after their iat (default 1h): a long-lived bearer
-	// token is a standing credential.
+	// MaxLifetime rejects tokens whose exp is further than this after their iat, or after now (default 1h): a
+	// long-lived bearer token is a standing credential.
 	MaxLifetime time.Duration
+	// Leeway is the clock skew allowed between the issuer and the gateway, in both directions (default 1m): a token
+	// is accepted until Leeway after its exp, and from Leeway before its nbf and iat.
+	Leeway time.Duration
 }
+
+// DefaultLeeway is the clock skew allowed when Options.Leeway is not set.
+const DefaultLeeway = time.Minute
 
 // New returns a Verifier for the issuers. Discovery happens on first use of each issuer, so an issuer that is down
 // at start-up does not stop the gateway.
 func New(issuers []Issuer, o Options) (*Verifier, error) {
-	v := &Verifier{issuers: map[string]*issuer{}, http: o.HTTPClient, now: o.Now, maxAge: o.MaxLifetime, verified: map[[32]byte]cachedCaller{}}
+	v := &Verifier{issuers: map[string]*issuer{}, http: o.HTTPClient, now: o.Now, maxAge: o.MaxLifetime, leeway: o.Leeway,
+		verified: map[[32]byte]cachedCaller{}}
 	if v.http == nil {
 		v.http = &http.Client{Timeout: 15 * time.Second}
 	}
@@ -100,6 +108,9 @@ func New(issuers []Issuer, o Options) (*Verifier, error) {
 	}
 	if v.maxAge <= 0 {
 		v.maxAge = time.Hour
+	}
+	if v.leeway <= 0 {
+		v.leeway = DefaultLeeway
 	}
 	var problems []error
 	for i, is := range issuers {
@@ -123,8 +134,13 @@ func New(issuers []Issuer, o Options) (*Verifier, error) {
 }
 
 // Verify checks a bearer token and returns its caller. The token must be signed by its issuer's current keys
-// (RS256, RS384, ES256, ES384 or PS256), unexpired, for the configured audience, and name a registered client in
+// (RS256, RS384, ES256, ES384 or PS256), for the configured audience, carry an exp, be within its validity (nbf,
+// iat, exp, each with the leeway) and live no longer than the maximum lifetime, and name a registered client in
 // client_id (RFC 9068), azp, or sub.
+//
+// A token's jti is not checked against earlier uses: an access token is a bearer credential meant to be presented
+// on every request for its (short, bounded) lifetime (RFC 6750), and a provider downloading a packet presents the
+// same one many times. Replay of a stolen token is bounded by the maximum lifetime instead.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Client, error) {
 	if raw == "" || len(raw) > 8192 {
 		return nil, ErrUnauthenticated
@@ -159,18 +175,17 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Client, error) {
 		return nil, fmt.Errorf("%w: %s", ErrUnauthenticated, problem(err))
 	}
 	var claims struct {
-		ClientID string `json:"client_id"`
-		AZP      string `json:"azp"`
-		IssuedAt int64  `json:"iat"`
+		ClientID  string           `json:"client_id"`
+		AZP       string           `json:"azp"`
+		Expiry    *jwt.NumericDate `json:"exp"`
+		NotBefore *jwt.NumericDate `json:"nbf"`
+		IssuedAt  *jwt.NumericDate `json:"iat"`
 	}
 	if err := idt.Claims(&claims); err != nil {
 		return nil, fmt.Errorf("%w: malformed claims", ErrUnauthenticated)
 	}
-	if claims.IssuedAt > 0 && idt.Expiry.Sub(time.Unix(claims.IssuedAt, 0)) > v.maxAge {
-		return nil, fmt.Errorf("%w: token lifetime too long", ErrUnauthenticated)
-	}
-	if claims.IssuedAt > v.now().Add(time.Minute).Unix() {
-		return nil, fmt.Errorf("%w: token issued in the future", ErrUnauthenticated)
+	if err := v.checkTimes(now, claims.Expiry, claims.NotBefore, claims.IssuedAt); err != nil {
+		return nil, err
 	}
 	id := claims.ClientID
 	if id == "" {
@@ -183,7 +198,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Client, error) {
 	if !ok {
 		return nil, ErrForbidden
 	}
-	until := idt.Expiry
+	until := claims.Expiry.Time()
 	if limit := now.Add(time.Minute); until.After(limit) {
 		until = limit
 	}
@@ -194,6 +209,26 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Client, error) {
 	v.verified[sum] = cachedCaller{client: c, until: until}
 	v.mu.Unlock()
 	return &c, nil
+}
+
+// checkTimes applies the token's validity window at now, with the leeway for clock skew in both directions, and
+// the maximum lifetime: a token must carry an exp, not be past it, not be used before its nbf or iat, and not be
+// valid for longer than the maximum lifetime, counted from its iat and from now (so a token without iat cannot
+// escape the bound).
+func (v *Verifier) checkTimes(now time.Time, exp, nbf, iat *jwt.NumericDate) error {
+	switch {
+	case exp == nil:
+		return fmt.Errorf("%w: token without exp", ErrUnauthenticated)
+	case now.After(exp.Time().Add(v.leeway)):
+		return fmt.Errorf("%w: expired", ErrUnauthenticated)
+	case nbf != nil && nbf.Time().After(now.Add(v.leeway)):
+		return fmt.Errorf("%w: token not valid yet", ErrUnauthenticated)
+	case iat != nil && iat.Time().After(now.Add(v.leeway)):
+		return fmt.Errorf("%w: token issued in the future", ErrUnauthenticated)
+	case exp.Time().Sub(now) > v.maxAge+v.leeway, iat != nil && exp.Time().Sub(iat.Time()) > v.maxAge:
+		return fmt.Errorf("%w: token lifetime too long", ErrUnauthenticated)
+	}
+	return nil
 }
 
 func (is *issuer) verifierFor(ctx context.Context, v *Verifier) (*oidc.IDTokenVerifier, error) {
@@ -210,7 +245,10 @@ func (is *issuer) verifierFor(ctx context.Context, v *Verifier) (*oidc.IDTokenVe
 	}
 	// The key set must outlive this request: go-oidc fetches and rotates keys with the context given here.
 	is.verifier = p.VerifierContext(oidc.ClientContext(context.Background(), v.http),
-		&oidc.Config{ClientID: is.Audience, SupportedSigningAlgs: algorithms, Now: v.now})
+		&oidc.Config{ClientID: is.Audience, SupportedSigningAlgs: algorithms, Now: v.now,
+			// Verify applies exp, nbf and iat itself, with one leeway for clock skew in both directions (go-oidc
+			// allows none on exp and a fixed five minutes on nbf).
+			SkipExpiryCheck: true})
 	return is.verifier, nil
 }
 

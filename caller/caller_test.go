@@ -59,7 +59,7 @@ func TestVerify(t *testing.T) {
 		want error
 	}{
 		"wrong audience":      {is.token(t, func(c *claims) { c.Audience = jwt.Audience{"https://other.example"} }), caller.ErrUnauthenticated},
-		"expired":             {is.token(t, func(c *claims) { c.Expiry = jwt.NewNumericDate(time.Now().Add(-time.Minute)) }), caller.ErrUnauthenticated},
+		"expired":             {is.token(t, func(c *claims) { c.Expiry = jwt.NewNumericDate(time.Now().Add(-10 * time.Minute)) }), caller.ErrUnauthenticated},
 		"untrusted issuer":    {other.token(t, nil), caller.ErrUnauthenticated},
 		"issuer claim forged": {other.token(t, func(c *claims) { c.Issuer = is.URL }), caller.ErrUnauthenticated},
 		"alg none":            {unsigned, caller.ErrUnauthenticated},
@@ -107,8 +107,63 @@ func TestVerifiedTokensExpire(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	now = now.Add(31 * time.Second)
+	now = now.Add(31*time.Second + caller.DefaultLeeway)
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, caller.ErrUnauthenticated) {
 		t.Errorf("expired token still accepted from the cache: %v", err)
+	}
+}
+
+// TestTokenTimes: the validity window with the leeway for clock skew, both directions, and the maximum lifetime.
+// A bearer access token is reusable until it expires (RFC 6750), so the gateway keeps no jti replay cache; what
+// bounds a stolen token is that every token must expire, soon.
+func TestTokenTimes(t *testing.T) {
+	is := newIssuer(t)
+	const leeway = 2 * time.Minute
+	// The gateway's clock is fixed; each token is made relative to it.
+	now := time.Now().Truncate(time.Second)
+	v, err := caller.New([]caller.Issuer{{URL: is.URL, Audience: "https://gateway.example", Clients: []caller.Client{
+		{ID: "ehr-st-mary", Kind: caller.EHR}}}}, caller.Options{Now: func() time.Time { return now }, Leeway: leeway, MaxLifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(now.Add(d)) }
+	valid := func(c *claims) { c.IssuedAt, c.NotBefore, c.Expiry = at(-time.Minute), at(-time.Minute), at(4*time.Minute) }
+	for _, tc := range []struct {
+		name string
+		edit func(*claims)
+		ok   bool
+	}{
+		{"valid", valid, true},
+		// The issuer's clock is behind the gateway's: the token looks expired.
+		{"expired within the leeway", func(c *claims) { valid(c); c.Expiry = at(-leeway + 5*time.Second) }, true},
+		{"expired beyond the leeway", func(c *claims) { valid(c); c.Expiry = at(-leeway - 5*time.Second) }, false},
+		// The issuer's clock is ahead: the token looks issued in the future.
+		{"iat and nbf ahead within the leeway", func(c *claims) {
+			valid(c)
+			c.IssuedAt, c.NotBefore = at(leeway-5*time.Second), at(leeway-5*time.Second)
+		}, true},
+		{"iat ahead beyond the leeway", func(c *claims) { valid(c); c.IssuedAt = at(leeway + 5*time.Second) }, false},
+		{"nbf ahead beyond the leeway", func(c *claims) { valid(c); c.NotBefore = at(leeway + 5*time.Second) }, false},
+		{"no exp", func(c *claims) { valid(c); c.Expiry = nil }, false},
+		{"no iat or nbf", func(c *claims) { valid(c); c.IssuedAt, c.NotBefore = nil, nil }, true},
+		{"lifetime over the maximum", func(c *claims) { valid(c); c.IssuedAt, c.Expiry = at(-time.Minute), at(time.Hour) }, false},
+		{"exp beyond the maximum, without iat", func(c *claims) { valid(c); c.IssuedAt, c.NotBefore = nil, nil; c.Expiry = at(10 * 365 * 24 * time.Hour) }, false},
+		{"exp beyond the maximum, with nbf only", func(c *claims) { valid(c); c.IssuedAt = nil; c.Expiry = at(2 * time.Hour) }, false},
+	} {
+		raw := is.token(t, tc.edit)
+		_, err := v.Verify(context.Background(), raw)
+		if tc.ok && err != nil {
+			t.Errorf("%s: refused: %v", tc.name, err)
+		}
+		if !tc.ok && !errors.Is(err, caller.ErrUnauthenticated) {
+			t.Errorf("%s: err = %v, want ErrUnauthenticated", tc.name, err)
+		}
+	}
+	// A token presented again, and another token with the same jti, are accepted: the policy is documented on Verify.
+	first := is.token(t, func(c *claims) { valid(c); c.ID = "one-jti" })
+	for _, raw := range []string{first, first, is.token(t, func(c *claims) { valid(c); c.ID = "one-jti" })} {
+		if _, err := v.Verify(context.Background(), raw); err != nil {
+			t.Errorf("a reused jti: %v", err)
+		}
 	}
 }
