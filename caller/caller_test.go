@@ -127,7 +127,9 @@ func TestTokenTimes(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := func(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(now.Add(d)) }
-	valid := func(c *claims) { c.IssuedAt, c.NotBefore, c.Expiry = at(-time.Minute), at(-time.Minute), at(4*time.Minute) }
+	valid := func(c *claims) {
+		c.IssuedAt, c.NotBefore, c.Expiry = at(-time.Minute), at(-time.Minute), at(4*time.Minute)
+	}
 	for _, tc := range []struct {
 		name string
 		edit func(*claims)
@@ -147,7 +149,11 @@ func TestTokenTimes(t *testing.T) {
 		{"no exp", func(c *claims) { valid(c); c.Expiry = nil }, false},
 		{"no iat or nbf", func(c *claims) { valid(c); c.IssuedAt, c.NotBefore = nil, nil }, true},
 		{"lifetime over the maximum", func(c *claims) { valid(c); c.IssuedAt, c.Expiry = at(-time.Minute), at(time.Hour) }, false},
-		{"exp beyond the maximum, without iat", func(c *claims) { valid(c); c.IssuedAt, c.NotBefore = nil, nil; c.Expiry = at(10 * 365 * 24 * time.Hour) }, false},
+		{"exp beyond the maximum, without iat", func(c *claims) {
+			valid(c)
+			c.IssuedAt, c.NotBefore = nil, nil
+			c.Expiry = at(10 * 365 * 24 * time.Hour)
+		}, false},
 		{"exp beyond the maximum, with nbf only", func(c *claims) { valid(c); c.IssuedAt = nil; c.Expiry = at(2 * time.Hour) }, false},
 	} {
 		raw := is.token(t, tc.edit)
