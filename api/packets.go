@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -155,12 +156,14 @@ func (a *reviewAPI) getPacket(c echo.Context) error {
 	}
 	if acceptsGzip(c.Request().Header.Get("Accept-Encoding")) {
 		h.Set("Content-Encoding", "gzip")
+		h.Set("Content-Length", strconv.Itoa(len(p.Gzip)))
 		return c.Blob(http.StatusOK, "application/fhir+json", p.Gzip)
 	}
 	b, err := p.Bundle()
 	if err != nil {
 		return err
 	}
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	return c.Blob(http.StatusOK, "application/fhir+json", b)
 }
 

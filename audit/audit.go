@@ -58,50 +58,86 @@ type Event struct {
 	State string
 }
 
-// JSON renders the event as a FHIR R4 AuditEvent.
+// JSON renders the event as a FHIR R4 AuditEvent. Every packet read writes one, so it is encoded from typed structs
+// (fields in declared order) rather than maps, which encoding/json would sort on every call.
 func (e Event) JSON() ([]byte, error) {
 	a := e.Action
 	if a.SubtypeSystem == lifecycle {
 		a.Subtype, a.SubtypeDisplay = e.State, e.State
 	}
-	who := map[string]any{"display": "secondlook gateway"}
+	who := aeWho{Display: "secondlook gateway"}
 	role := "CST" // custodian
 	switch {
 	case e.ClientID != "":
-		who = map[string]any{"identifier": map[string]string{"system": "urn:secondlook:client", "value": e.ClientID}}
+		who = aeWho{Identifier: &aeIdentifier{System: "urn:secondlook:client", Value: e.ClientID}}
 		role = "IRCP"
 	case e.Patient:
-		who = map[string]any{"display": "patient (browser session)"}
+		who = aeWho{Display: "patient (browser session)"}
 		role = "PAT"
 	}
-	ev := map[string]any{
-		"resourceType": "AuditEvent",
-		"type":         coding("http://dicom.nema.org/resources/ontology/DCM", a.Type, a.TypeDisplay),
-		"subtype":      []map[string]string{coding(a.SubtypeSystem, a.Subtype, a.SubtypeDisplay)},
-		"action":       a.Verb,
-		"recorded":     e.At.UTC().Format(time.RFC3339Nano),
-		"outcome":      string(e.Outcome),
-		"agent": []map[string]any{{
-			"type":      map[string]any{"coding": []map[string]string{coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", role, "")}},
-			"who":       who,
-			"requestor": e.ClientID != "" || e.Patient,
+	return json.Marshal(auditEvent{
+		ResourceType: "AuditEvent",
+		Type:         aeCoding{System: "http://dicom.nema.org/resources/ontology/DCM", Code: a.Type, Display: a.TypeDisplay},
+		Subtype:      []aeCoding{{System: a.SubtypeSystem, Code: a.Subtype, Display: a.SubtypeDisplay}},
+		Action:       a.Verb,
+		Recorded:     e.At.UTC().Format(time.RFC3339Nano),
+		Outcome:      string(e.Outcome),
+		Agent: []aeAgent{{
+			Type:      aeConcept{Coding: []aeCoding{{System: "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", Code: role}}},
+			Who:       who,
+			Requestor: e.ClientID != "" || e.Patient,
 		}},
-		"source": map[string]any{
-			"observer": map[string]string{"display": "secondlook gateway"},
-			"type":     []map[string]string{coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")},
+		Source: aeSource{
+			Observer: aeWho{Display: "secondlook gateway"},
+			Type:     []aeCoding{{System: "http://terminology.hl7.org/CodeSystem/security-source-type", Code: "4", Display: "Application Server"}},
 		},
-		"entity": []map[string]any{{
-			"what": map[string]any{"identifier": map[string]string{"system": "urn:secondlook:review", "value": e.ReviewID}},
-			"type": coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2", "System Object"),
+		Entity: []aeEntity{{
+			What: aeWho{Identifier: &aeIdentifier{System: "urn:secondlook:review", Value: e.ReviewID}},
+			Type: aeCoding{System: "http://terminology.hl7.org/CodeSystem/audit-entity-type", Code: "2", Display: "System Object"},
 		}},
-	}
-	return json.Marshal(ev)
+	})
 }
 
-func coding(system, code, display string) map[string]string {
-	c := map[string]string{"system": system, "code": code}
-	if display != "" {
-		c["display"] = display
+// The AuditEvent as written: only the elements the gateway fills.
+type (
+	auditEvent struct {
+		ResourceType string     `json:"resourceType"`
+		Type         aeCoding   `json:"type"`
+		Subtype      []aeCoding `json:"subtype"`
+		Action       string     `json:"action"`
+		Recorded     string     `json:"recorded"`
+		Outcome      string     `json:"outcome"`
+		Agent        []aeAgent  `json:"agent"`
+		Source       aeSource   `json:"source"`
+		Entity       []aeEntity `json:"entity"`
 	}
-	return c
-}
+	aeCoding struct {
+		System  string `json:"system"`
+		Code    string `json:"code"`
+		Display string `json:"display,omitempty"`
+	}
+	aeConcept struct {
+		Coding []aeCoding `json:"coding"`
+	}
+	aeIdentifier struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+	}
+	aeWho struct {
+		Identifier *aeIdentifier `json:"identifier,omitempty"`
+		Display    string        `json:"display,omitempty"`
+	}
+	aeAgent struct {
+		Type      aeConcept `json:"type"`
+		Who       aeWho     `json:"who"`
+		Requestor bool      `json:"requestor"`
+	}
+	aeSource struct {
+		Observer aeWho      `json:"observer"`
+		Type     []aeCoding `json:"type"`
+	}
+	aeEntity struct {
+		What aeWho    `json:"what"`
+		Type aeCoding `json:"type"`
+	}
+)
