@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/labstack/echo/v4"
 
 	"secondlook/audit"
@@ -102,9 +102,7 @@ func (a *reviewAPI) create(c echo.Context) error {
 		return problemf(http.StatusRequestEntityTooLarge, "The review request is larger than 64 KiB.")
 	}
 	var req review.Request
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || dec.More() {
+	if err := decodeStrict(body, &req); err != nil {
 		return problemf(http.StatusBadRequest, "The body is not a valid review request (JSON with known fields only).")
 	}
 	if err := req.Validate(a.Catalog); err != nil {
@@ -176,6 +174,13 @@ func effectiveState(s review.State, expires, now time.Time) review.State {
 		return review.Expired
 	}
 	return s
+}
+
+// decodeStrict decodes one JSON value into v, refusing anything another parser could read differently: unknown
+// or differently-cased member names, a member given twice, invalid UTF-8, numbers that do not fit, and anything
+// after the value.
+func decodeStrict(body []byte, v any) error {
+	return jsonv2.Unmarshal(body, v, jsonv2.RejectUnknownMembers(true))
 }
 
 func isJSON(ct string) bool {

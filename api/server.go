@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	e.Use(
 		securityHeaders(),
-		middleware.RequestID(),
+		requestID(),
 		requestLogger(cfg.Logger, cfg.Metrics),
 		middleware.RecoverWithConfig(middleware.RecoverConfig{
 			DisableStackAll: true, DisablePrintStack: true,
@@ -183,6 +184,20 @@ func securityHeaders() echo.MiddlewareFunc {
 			if c.Request().TLS != nil {
 				h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 			}
+			return next(c)
+		}
+	}
+}
+
+// requestID gives every request an id minted here, in the X-Request-Id response header and in the log. An id sent
+// by the client is replaced, never reflected: it is input nobody validated, and would carry whatever the client put
+// in it (a token, a patient's identifier, a forged log line) into the log and the response.
+func requestID() echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			id := rand.Text()
+			c.Request().Header.Set(echo.HeaderXRequestID, id)
+			c.Response().Header().Set(echo.HeaderXRequestID, id)
 			return next(c)
 		}
 	}

@@ -129,11 +129,15 @@ func (r *Request) Validate(c Catalog) error {
 	if len(r.Sources) == 0 {
 		add("sources", "name at least one source")
 	}
-	if len(r.Sources) > MaxSources {
+	// Past a list's limit, only the limit is reported: a problem per entry would let a small request draw a large
+	// answer.
+	sources := r.Sources
+	if len(sources) > MaxSources {
 		add("sources", fmt.Sprintf("at most %d sources", MaxSources))
+		sources = nil
 	}
 	seen := map[string]bool{}
-	for i, s := range r.Sources {
+	for i, s := range sources {
 		f := fmt.Sprintf("sources[%d]", i)
 		switch {
 		case !c.Sources(s.Source):
@@ -149,9 +153,18 @@ func (r *Request) Validate(c Catalog) error {
 	if r.Provider == "" || !c.Providers(r.Provider) {
 		add("provider", "is not a known provider")
 	}
-	for i, t := range r.ResourceTypes {
-		if !slices.Contains(c.Types, t) {
-			add(fmt.Sprintf("resourceTypes[%d]", i), "is not a type the gateway retrieves ("+strings.Join(c.Types, ", ")+")")
+	if len(r.ResourceTypes) > len(c.Types) {
+		add("resourceTypes", fmt.Sprintf("at most %d types", len(c.Types)))
+	} else {
+		named := map[string]bool{}
+		for i, t := range r.ResourceTypes {
+			switch {
+			case !slices.Contains(c.Types, t):
+				add(fmt.Sprintf("resourceTypes[%d]", i), "is not a type the gateway retrieves ("+strings.Join(c.Types, ", ")+")")
+			case named[t]:
+				add(fmt.Sprintf("resourceTypes[%d]", i), "is named twice")
+			}
+			named[t] = true
 		}
 	}
 	if r.LookBackDays < 0 || r.LookBackDays > MaxLookBackDays {

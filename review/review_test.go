@@ -58,6 +58,25 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
+// Past a list's limit only the limit is reported, so a small request cannot draw an answer thousands of problems
+// long; a type named twice is a problem.
+func TestValidateBoundsItsAnswer(t *testing.T) {
+	r := review.Request{Provider: "onco", Question: "q"}
+	for range 5000 {
+		r.Sources = append(r.Sources, review.SourceRequest{Source: "nowhere", PatientID: "../x"})
+		r.ResourceTypes = append(r.ResourceTypes, "Claim")
+	}
+	var ie *review.InvalidError
+	if err := r.Validate(catalog); !errors.As(err, &ie) || len(ie.Problems) != 2 {
+		t.Fatalf("5000 bad sources and types: %v", err)
+	}
+	r = review.Request{Sources: []review.SourceRequest{{Source: "hospital"}}, Provider: "onco", Question: "q",
+		ResourceTypes: []string{"Condition", "Condition"}}
+	if err := r.Validate(catalog); !errors.As(err, &ie) || len(ie.Problems) != 1 || ie.Problems[0].Field != "resourceTypes[1]" {
+		t.Errorf("a type twice: %v", err)
+	}
+}
+
 func TestTransitions(t *testing.T) {
 	allowed := [][2]review.State{
 		{review.AwaitingConsent, review.Consented}, {review.Consented, review.Assembling}, {review.Assembling, review.Ready},
