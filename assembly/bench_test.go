@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,13 +63,14 @@ func BenchmarkAssembleLargest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	obs := &stageTimes{d: map[string]time.Duration{}}
 	w, err := assembly.New(assembly.Config{
 		Reviews: st, Consents: st, Queue: st, Packets: st,
 		Sources:  map[string]assembly.Source{"hospital": {Client: client, Kind: "hospital"}},
 		Tokens:   func(string) fhir.TokenSource { return nil },
 		GrantKey: func(r, s string) string { return r + "/" + s },
 		Key:      deid.Key{ID: "k", Secret: bytes.Repeat([]byte("k"), 32)}, Profile: prof,
-		Signer: packet.Signer{Key: key, KeyID: "s"}, Consumer: "bench",
+		Signer: packet.Signer{Key: key, KeyID: "s"}, Consumer: "bench", Observer: obs,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -105,7 +107,23 @@ func BenchmarkAssembleLargest(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(perOp), "requests/op")
+	for stage, d := range obs.d {
+		b.ReportMetric(float64(d.Microseconds())/1000/float64(b.N), stage+"-ms")
+	}
 	// Patient, DiagnosticReport (one page of 100 with _include), Condition and ImagingStudy searches all start at
 	// once and nothing waits on them: one round trip.
 	b.ReportMetric(1, "chain")
+}
+
+// stageTimes adds up the time spent in each assembly stage.
+type stageTimes struct {
+	mu sync.Mutex
+	d  map[string]time.Duration
+}
+
+func (o *stageTimes) Assembled(string, time.Duration) {}
+func (o *stageTimes) Stage(stage string, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.d[stage] += d
 }

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // section is one Composition.section.
@@ -90,8 +93,8 @@ type reportView struct {
 type observationView struct {
 	Code          *fhirCodeable `json:"code"`
 	ValueQuantity *struct {
-		Value json.Number `json:"value"`
-		Unit  string      `json:"unit"`
+		Value jsontext.Value `json:"value"`
+		Unit  string         `json:"unit"`
 	} `json:"valueQuantity"`
 	ValueCodeableConcept *fhirCodeable  `json:"valueCodeableConcept"`
 	ValueString          string         `json:"valueString"`
@@ -99,8 +102,8 @@ type observationView struct {
 	Component            []struct {
 		Code          *fhirCodeable `json:"code"`
 		ValueQuantity *struct {
-			Value json.Number `json:"value"`
-			Unit  string      `json:"unit"`
+			Value jsontext.Value `json:"value"`
+			Unit  string         `json:"unit"`
 		} `json:"valueQuantity"`
 	} `json:"component"`
 }
@@ -217,7 +220,7 @@ func conditionSection(list []resource) section {
 	var rows []dated
 	for _, r := range list {
 		var c conditionView
-		_ = json.Unmarshal(r.raw, &c)
+		_ = jsonv2.Unmarshal(r.raw, &c)
 		onset := c.OnsetDateTime
 		if onset == "" && c.OnsetPeriod != nil {
 			onset = c.OnsetPeriod.Start
@@ -234,7 +237,7 @@ func reportSection(list []resource, m *merged) section {
 	var rows []dated
 	for _, r := range list {
 		var d reportView
-		_ = json.Unmarshal(r.raw, &d)
+		_ = jsonv2.Unmarshal(r.raw, &d)
 		eff := d.EffectiveDateTime
 		if eff == "" && d.EffectivePeriod != nil {
 			eff = d.EffectivePeriod.Start
@@ -261,7 +264,7 @@ func reportSection(list []resource, m *merged) section {
 
 func observationText(raw []byte) string {
 	var o observationView
-	_ = json.Unmarshal(raw, &o)
+	_ = jsonv2.Unmarshal(raw, &o)
 	name := o.Code.label()
 	var val string
 	switch {
@@ -295,7 +298,7 @@ func imagingSection(list []resource) section {
 	var rows []dated
 	for _, r := range list {
 		var s imagingView
-		_ = json.Unmarshal(r.raw, &s)
+		_ = jsonv2.Unmarshal(r.raw, &s)
 		var mods, sites []string
 		for _, m := range s.Modality {
 			mods = appendUnique(mods, firstNonEmpty(m.Display, m.Code))

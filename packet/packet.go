@@ -45,7 +45,9 @@ type Input struct {
 	// Profile and ProfileVersion name the de-identification profile applied to every source.
 	Profile, ProfileVersion string
 	// Check is the fail-closed scan run over the finished packet (the de-identifier's residual scan over the
-	// identifiers of the raw inputs). A non-nil error rejects the packet. Required.
+	// identifiers of the raw inputs). A non-nil error rejects the packet. Required. It is given every byte of the
+	// packet but the signature element, which holds only the gateway's JWS over those bytes, and it runs while the
+	// packet is canonicalized and signed.
 	Check func(packet []byte) error
 }
 
@@ -140,11 +142,18 @@ func Build(in Input, s Signer) (*Packet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode packet: %w", err)
 	}
+	// The fail-closed check and the signature both read the unsigned document: run them side by side.
+	checked := make(chan error, 1)
+	go func() { checked <- in.Check(unsigned) }()
 	payload, err := canonicalize(unsigned)
 	if err != nil {
+		<-checked
 		return nil, err
 	}
 	jws, err := sign(s, payload)
+	if cerr := <-checked; cerr != nil {
+		return nil, fmt.Errorf("packet rejected by the fail-closed check: %w", cerr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -158,9 +167,6 @@ func Build(in Input, s Signer) (*Packet, error) {
 	out, err := doc.encode()
 	if err != nil {
 		return nil, fmt.Errorf("encode packet: %w", err)
-	}
-	if err := in.Check(out); err != nil {
-		return nil, fmt.Errorf("packet rejected by the fail-closed check: %w", err)
 	}
 	sum := sha256.Sum256(out)
 	counts := map[string]int{"Patient": 1}
@@ -279,17 +285,13 @@ func merge(records [][]byte) (*merged, error) {
 	seen := map[string]bool{}
 	var all []resource
 	for i, rec := range records {
-		var b struct {
-			ResourceType string     `json:"resourceType"`
-			Type         string     `json:"type"`
-			Entry        []rawEntry `json:"entry"`
-		}
-		if err := json.Unmarshal(rec, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "collection" {
+		entries, err := collectionEntries(rec)
+		if err != nil {
 			return nil, fmt.Errorf("%w: record %d is not a collection Bundle", ErrInput, i+1)
 		}
-		for _, e := range b.Entry {
-			var h head
-			if err := json.Unmarshal(e.Resource, &h); err != nil || h.ResourceType == "" || !isUUID(h.ID) || e.FullURL != "urn:uuid:"+h.ID {
+		for _, e := range entries {
+			h, err := headOf(e.Resource)
+			if err != nil || h.ResourceType == "" || !isUUID(h.ID) || e.FullURL != "urn:uuid:"+h.ID {
 				return nil, fmt.Errorf("%w: record %d has an entry that is not a de-identified resource", ErrInput, i+1)
 			}
 			r := resource{typ: h.ResourceType, id: h.ID, raw: e.Resource}

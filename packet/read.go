@@ -1,0 +1,137 @@
+package packet
+
+import (
+	"bytes"
+	"errors"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// errNotCollection is any way a record fails to be a collection Bundle.
+var errNotCollection = errors.New("not a collection Bundle")
+
+// collectionEntries reads a collection Bundle in one pass, validating it, and returns its entries with each
+// resource as a slice of rec (no copy): records are megabytes, and merging must not parse them twice.
+func collectionEntries(rec []byte) ([]rawEntry, error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(rec))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return nil, errNotCollection
+	}
+	var rt, typ string
+	var entries []rawEntry
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return nil, errNotCollection
+		}
+		switch n := name.String(); n {
+		case "resourceType", "type":
+			tok, err := dec.ReadToken()
+			if err != nil || tok.Kind() != '"' {
+				return nil, errNotCollection
+			}
+			if n == "type" {
+				typ = tok.String()
+			} else {
+				rt = tok.String()
+			}
+		case "entry":
+			if entries, err = readEntries(dec, rec); err != nil {
+				return nil, err
+			}
+		default:
+			if err := dec.SkipValue(); err != nil {
+				return nil, errNotCollection
+			}
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil || rt != "Bundle" || typ != "collection" {
+		return nil, errNotCollection
+	}
+	if _, err := dec.ReadToken(); err == nil { // trailing data after the Bundle
+		return nil, errNotCollection
+	}
+	return entries, nil
+}
+
+func readEntries(dec *jsontext.Decoder, rec []byte) ([]rawEntry, error) {
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '[' {
+		return nil, errNotCollection
+	}
+	var entries []rawEntry
+	for dec.PeekKind() != ']' {
+		if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+			return nil, errNotCollection
+		}
+		var e rawEntry
+		for dec.PeekKind() != '}' {
+			name, err := dec.ReadToken()
+			if err != nil {
+				return nil, errNotCollection
+			}
+			switch name.String() {
+			case "fullUrl":
+				tok, err := dec.ReadToken()
+				if err != nil || tok.Kind() != '"' {
+					return nil, errNotCollection
+				}
+				e.FullURL = tok.String()
+			case "resource":
+				v, err := dec.ReadValue()
+				if err != nil || v.Kind() != '{' {
+					return nil, errNotCollection
+				}
+				end := int(dec.InputOffset())
+				e.Resource = rec[end-len(v) : end : end]
+			default:
+				if err := dec.SkipValue(); err != nil {
+					return nil, errNotCollection
+				}
+			}
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, errNotCollection
+		}
+		entries = append(entries, e)
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, errNotCollection
+	}
+	return entries, nil
+}
+
+// headOf reads a resource's resourceType and id: the first members of every resource the de-identifier writes,
+// so usually only the first few tokens are read. raw has already been validated as a JSON object.
+func headOf(raw []byte) (head, error) {
+	var h head
+	dec := jsontext.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.ReadToken(); err != nil {
+		return h, err
+	}
+	for dec.PeekKind() == '"' && (h.ResourceType == "" || h.ID == "") {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return h, err
+		}
+		switch n := name.String(); n {
+		case "resourceType", "id":
+			tok, err := dec.ReadToken()
+			if err != nil {
+				return h, err
+			}
+			if tok.Kind() != '"' {
+				return h, errNotCollection
+			}
+			if n == "id" {
+				h.ID = tok.String()
+			} else {
+				h.ResourceType = tok.String()
+			}
+		default:
+			if err := dec.SkipValue(); err != nil {
+				return h, err
+			}
+		}
+	}
+	return h, nil
+}
