@@ -6,6 +6,7 @@ package metrics
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,4 +136,39 @@ func (m *Metrics) QueueGauges(depth func(ctx context.Context) (pending, delayed 
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "secondlook", Name: "assembly_jobs_delayed",
 			Help: "Assembly retries scheduled (-1 when Redis does not answer)."}, read(true)),
 	)
+}
+
+// ReviewGauges registers the review counts read at scrape time: secondlook_reviews{state} for the live states
+// (awaiting-consent, consented, assembling, ready) and secondlook_reviews_ended_total{state} for the final ones
+// (expired, withdrawn, failed). Nothing is exported when Redis does not answer.
+func (m *Metrics) ReviewGauges(counts func(ctx context.Context) (map[string]int64, error), live []string) {
+	m.registry.MustRegister(&reviewCollector{counts: counts, live: live,
+		now:   prometheus.NewDesc("secondlook_reviews", "Reviews now in each live state.", []string{"state"}, nil),
+		ended: prometheus.NewDesc("secondlook_reviews_ended_total", "Reviews that ended in each final state.", []string{"state"}, nil),
+	})
+}
+
+type reviewCollector struct {
+	counts     func(ctx context.Context) (map[string]int64, error)
+	live       []string
+	now, ended *prometheus.Desc
+}
+
+func (c *reviewCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.now; ch <- c.ended }
+
+func (c *reviewCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	counts, err := c.counts(ctx)
+	if err != nil {
+		return
+	}
+	for _, st := range c.live {
+		ch <- prometheus.MustNewConstMetric(c.now, prometheus.GaugeValue, float64(max(counts[st], 0)), st)
+	}
+	for st, n := range counts {
+		if !slices.Contains(c.live, st) {
+			ch <- prometheus.MustNewConstMetric(c.ended, prometheus.CounterValue, float64(max(n, 0)), st)
+		}
+	}
 }

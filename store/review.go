@@ -78,11 +78,34 @@ func (s *Store) CreateReview(ctx context.Context, r *review.Review) error {
 		p.SAdd(ctx, pk, r.ID)
 		p.PExpireAt(ctx, pk, r.ExpiresAt.Add(ReviewRetention))
 		p.ZAdd(ctx, s.expiryKey(), redis.Z{Score: float64(r.ExpiresAt.UnixMilli()), Member: r.ID})
+		p.HIncrBy(ctx, s.statsKey(), string(r.State), 1)
 		return nil
 	}); err != nil {
 		return fmt.Errorf("index review: %w", err)
 	}
 	return nil
+}
+
+func (s *Store) statsKey() string { return s.prefix + "{stats}:reviews" }
+
+// ReviewCounts returns how many reviews entered each state and have not left it: the number now in each live state,
+// and for a final state (expired, withdrawn, failed) how many ever ended there. The counts live in their own hash
+// slot, so they are updated as a second step after each transition; a process that dies between the two leaves a
+// count off by one, which the next restart of the counts (deleting the hash) corrects only approximately. They are
+// for dashboards, never for decisions.
+func (s *Store) ReviewCounts(ctx context.Context) (map[review.State]int64, error) {
+	m, err := s.rdb.HGetAll(ctx, s.statsKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("review counts: %w", err)
+	}
+	out := make(map[review.State]int64, len(m))
+	for k, v := range m {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if st := review.State(k); err == nil && st.Valid() {
+			out[st] = n
+		}
+	}
+	return out, nil
 }
 
 // ProviderReviews lists the ids of the reviews naming a provider, sorted.
@@ -278,6 +301,12 @@ func (s *Store) MoveReview(ctx context.Context, id string, from []review.State, 
 	case 0:
 		return nil, fmt.Errorf("move review: %w: it is %s", review.ErrTransition, str(res[1]))
 	}
+	// Best effort, like every count: the transition stands whether or not its count is recorded.
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HIncrBy(ctx, s.statsKey(), str(res[1]), -1)
+		p.HIncrBy(ctx, s.statsKey(), string(to), 1)
+		return nil
+	})
 	// Every transition is audited. The move has happened; a failure to audit it is reported, not undone.
 	ev, err := audit.Event{Action: audit.Transition, Outcome: audit.Success, At: time.Now(), ReviewID: id, State: string(to),
 		Patient: to == review.Withdrawn && reason == WithdrawnByPatient}.JSON()

@@ -250,3 +250,41 @@ func (h slowReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (slowReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
+
+// TestReviewCounts: every creation and transition moves the per-state counts the metrics export.
+func TestReviewCounts(t *testing.T) {
+	s, _ := storetest.RealRedis(t)
+	ctx := context.Background()
+	var ids []string
+	for range 3 {
+		r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "p", Question: "q"}, time.Now(), time.Hour)
+		if err := s.CreateReview(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	move := func(id string, from, to review.State) {
+		t.Helper()
+		if _, err := s.MoveReview(ctx, id, []review.State{from}, to, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move(ids[0], review.AwaitingConsent, review.Consented)
+	move(ids[0], review.Consented, review.Assembling)
+	move(ids[0], review.Assembling, review.Ready)
+	move(ids[1], review.AwaitingConsent, review.Withdrawn)
+	// A refused transition changes nothing.
+	if _, err := s.MoveReview(ctx, ids[1], []review.State{review.AwaitingConsent}, review.Consented, ""); err == nil {
+		t.Fatal("moved a withdrawn review")
+	}
+	got, err := s.ReviewCounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[review.State]int64{review.AwaitingConsent: 1, review.Consented: 0, review.Assembling: 0, review.Ready: 1, review.Withdrawn: 1}
+	for st, n := range want {
+		if got[st] != n {
+			t.Errorf("%s: %d, want %d (all: %v)", st, got[st], n, got)
+		}
+	}
+}
