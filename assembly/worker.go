@@ -306,7 +306,7 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 	case review.Assembling:
 		// A re-delivered job: start again from the sources (nothing partial was stored).
 	default:
-		return nil
+		return w.settle(ctx, reviewID, r.State)
 	}
 	recs, err := w.cfg.Consents.Consents(ctx, reviewID)
 	if err != nil {
@@ -402,10 +402,17 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
 	}
-	// The patient may have withdrawn while we worked: store only if the review is still being assembled, and
-	// remove the packet if the move to ready fails.
-	if cur, err := w.cfg.Reviews.GetReview(ctx, reviewID); err != nil || cur.State != review.Assembling {
+	// The patient may have withdrawn while we worked: store only if the review is still being assembled. A review
+	// that cannot be read now is retried, never taken for a finished one: the job would be acknowledged and lost.
+	cur, err := w.cfg.Reviews.GetReview(ctx, reviewID)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load review: %w", err)
+	}
+	if cur.State != review.Assembling {
+		return w.settle(ctx, reviewID, cur.State)
 	}
 	if _, err := w.cfg.Packets.SavePacket(ctx, store.StoredPacket{
 		ID: pkt.ID, ReviewID: reviewID, Provider: r.Provider, ETag: pkt.ETag, Created: now, Report: report,
@@ -413,11 +420,30 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 		return fmt.Errorf("store packet: %w", err)
 	}
 	if _, err := w.cfg.Reviews.MoveReview(ctx, reviewID, []review.State{review.Assembling}, review.Ready, ""); err != nil {
-		_ = w.cfg.Packets.DeletePacket(ctx, reviewID)
-		if errors.Is(err, review.ErrTransition) {
-			return nil
+		if !errors.Is(err, review.ErrTransition) {
+			// Retried, and the packet stays: the move may have happened with only its audit entry failing, and
+			// a review still assembling at the next attempt keeps the packet stored first.
+			return fmt.Errorf("mark review ready: %w", err)
 		}
-		return fmt.Errorf("mark review ready: %w", err)
+		// The review left assembling while we stored: another worker on the same job made it ready first, with
+		// whichever packet was stored first (SavePacket keeps it), or the patient withdrew.
+		cur, err := w.cfg.Reviews.GetReview(ctx, reviewID)
+		if err != nil {
+			return fmt.Errorf("load review: %w", err)
+		}
+		return w.settle(ctx, reviewID, cur.State)
+	}
+	return nil
+}
+
+// settle ends the work on a review that is no longer being assembled: a ready review keeps its packet, and any
+// other (withdrawn, expired, failed) keeps none, not even one stored by an attempt that its end overtook.
+func (w *Worker) settle(ctx context.Context, reviewID string, state review.State) error {
+	if state == review.Ready {
+		return nil
+	}
+	if err := w.cfg.Packets.DeletePacket(ctx, reviewID); err != nil {
+		return fmt.Errorf("remove packet: %w", err)
 	}
 	return nil
 }
