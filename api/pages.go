@@ -80,7 +80,8 @@ type messageView struct {
 	Back    string
 }
 
-// static serves the pages' stylesheet.
+// static serves the pages' stylesheet: the files of web/static by name, nothing else (no directory listing, no
+// path below it). Anything else is the gateway's own 404.
 type static struct{}
 
 func (static) mount(e *echo.Echo) {
@@ -88,7 +89,14 @@ func (static) mount(e *echo.Echo) {
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
-	e.GET("/static/*", echo.WrapHandler(http.StripPrefix("/static/", http.FileServer(http.FS(sub)))))
+	files := echo.WrapHandler(http.StripPrefix("/static/", http.FileServer(http.FS(sub))))
+	e.GET("/static/*", func(c echo.Context) error {
+		name := strings.TrimPrefix(c.Request().URL.Path, "/static/")
+		if st, err := fs.Stat(sub, name); err != nil || st.IsDir() || strings.Contains(name, "/") {
+			return echo.ErrNotFound
+		}
+		return files(c)
+	})
 }
 
 // consentView is the data of the consent page.

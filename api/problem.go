@@ -108,7 +108,11 @@ func toProblem(err error) *Problem {
 }
 
 // wantsHTML reports whether the request comes from a browser page (the patient's pages) rather than an API client.
+// The API answers problem+json whatever the Accept header says: its clients, and openapi.yaml, rely on it.
 func wantsHTML(c echo.Context) bool {
+	if p := c.Request().URL.Path; p == "/api" || strings.HasPrefix(p, "/api/") {
+		return false
+	}
 	accept := c.Request().Header.Get("Accept")
 	return strings.Contains(accept, "text/html")
 }

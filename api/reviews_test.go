@@ -197,7 +197,7 @@ func readyReview(t testing.TB, e *apiEnv, provider string) (*review.Review, []by
 		}
 	}
 	bundle := []byte(`{"resourceType":"Bundle","type":"document","entry":[{"resource":{"resourceType":"Composition"}}],"signature":{"sigFormat":"application/jose"}}`)
-	if _, err := e.store.SavePacket(ctx, store.StoredPacket{ID: "p-" + r.ID, ReviewID: r.ID, Provider: provider, ETag: "e1", Created: time.Now(), Report: []byte(`[{"profile":"safe-harbor"}]`)}, bundle, r.ExpiresAt); err != nil {
+	if _, err := e.store.SavePacket(ctx, store.StoredPacket{ID: "p-" + r.ID, ReviewID: r.ID, Provider: provider, ETag: "e1", Created: time.Now(), Report: []byte(`{"profile":"safe-harbor"}`)}, bundle, r.ExpiresAt); err != nil {
 		t.Fatal(err)
 	}
 	return r, bundle

@@ -45,6 +45,9 @@ type Options struct {
 	// RedisURL names a Redis to use; empty starts an embedded one.
 	RedisURL string
 	Logger   *slog.Logger
+	// Callers are token issuers the gateway trusts besides the sandbox hospital's (tests bring their own, with more
+	// clients).
+	Callers []caller.Issuer
 }
 
 // Demo is a running demo.
@@ -174,19 +177,26 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 				FHIR: fhir.Options{BaseURL: d.SandboxURL + "/province/fhir"},
 				Auth: auth.Source{ClientID: GatewayClient, Method: auth.MethodPrivateKeyJWT, Key: gwKey, KeyID: "gw-1", Alg: auth.AlgES384}},
 		},
-		Callers: []caller.Issuer{{URL: d.issuer, Audience: d.GatewayURL, Clients: []caller.Client{
+		Callers: append([]caller.Issuer{{URL: d.issuer, Audience: d.GatewayURL, Clients: []caller.Client{
 			{ID: EHRClient, Name: "Riverside General Hospital EHR", Kind: caller.EHR},
 			{ID: ProviderClient, Name: "Demo Oncology Second Opinions", Kind: caller.Provider},
-		}}},
+		}}}, o.Callers...),
 		Workers: 2, RetryDelay: time.Second, Metrics: metrics.New(), MetricsOnMainListener: true,
 	})
 	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/demo/provider", viewer{d: d})
-	mux.Handle("/", gw.Handler)
-	gsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Every path but the demo's provider view goes to the gateway as it comes, as in production (an http.ServeMux
+	// would clean and redirect odd paths before the gateway saw them).
+	view := viewer{d: d}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/demo/provider" {
+			view.ServeHTTP(w, r)
+			return
+		}
+		gw.Handler.ServeHTTP(w, r)
+	})
+	gsrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 	go func() { _ = gsrv.Serve(gln) }()
 	d.closers = append(d.closers, func() { gsrv.Close() })
 	wctx, cancel := context.WithCancel(context.Background())
