@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"secondlook/consent"
 	"secondlook/fhir"
 	"secondlook/fhir/deid"
@@ -86,6 +88,8 @@ type Config struct {
 	Logger        *slog.Logger
 	// Observer, when set, is told each attempt's outcome and each stage's duration (metrics).
 	Observer Observer
+	// TracerProvider, when set, traces each attempt at a job (see startSpan).
+	TracerProvider trace.TracerProvider
 }
 
 // Observer receives assembly measurements: outcome is ready, retry or failed.
@@ -172,6 +176,8 @@ func sleep(ctx context.Context, d time.Duration) {
 func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	log := w.cfg.Logger.With(slog.String("review", job.ReviewID))
 	jctx, stop := context.WithCancel(ctx)
+	jctx, span := w.startSpan(jctx, job.ReviewID)
+	defer span.End()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -252,6 +258,7 @@ type stages struct {
 func (s *stages) to(next string) {
 	s.done()
 	s.cur, s.at = next, s.w.cfg.Now()
+	trace.SpanFromContext(s.ctx).AddEvent(next)
 	s.w.progress(s.ctx, s.review, next)
 }
 

@@ -170,7 +170,7 @@ func (c *Client) exchange(ctx context.Context, src *source, conf *SMARTConfigura
 			oauth2.SetAuthURLParam("client_assertion_type", clientAssertionType),
 			oauth2.SetAuthURLParam("client_assertion", assertion))
 	}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.http)
+	ctx = context.WithValue(withOp(ctx, "token"), oauth2.HTTPClient, c.http)
 	tok, err := c.oauthConfig(src, conf, p.Scopes).Exchange(ctx, code, opts...)
 	if err != nil {
 		return nil, tokenError(ErrTokenExchange, err)

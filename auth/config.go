@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"secondlook/seal"
@@ -98,6 +99,9 @@ type Config struct {
 	RefreshBefore time.Duration
 	// DiscoveryTTL is how long a source's smart-configuration is cached; default 1 hour.
 	DiscoveryTTL time.Duration
+	// TracerProvider, when set, makes every request to an authorization server a client span named by its
+	// operation ("SMART token"), never its URL (see tracing.go).
+	TracerProvider trace.TracerProvider
 }
 
 // StateStore keeps one-time authorization state. TakeState must return and delete in one atomic step, and return an
@@ -252,6 +256,9 @@ func New(cfg Config, states StateStore, grants GrantStore) (*Client, error) {
 	// Requests to authorization servers follow no redirects: a token or revocation request carries credentials
 	// and tokens in its body, which a 307 would replay to wherever the server points; metadata URLs are exact.
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if cfg.TracerProvider != nil {
+		hc.Transport = tracedTransport(hc.Transport, cfg.TracerProvider)
+	}
 	c.http = hc
 	if c.now == nil {
 		c.now = time.Now

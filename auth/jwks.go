@@ -23,6 +23,7 @@ type jwksTransport struct {
 }
 
 func (t *jwksTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.WithContext(withOp(req.Context(), "jwks"))
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || req.URL.String() != t.jwksURL || resp.StatusCode != http.StatusOK {
 		return resp, err

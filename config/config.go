@@ -16,6 +16,7 @@ type Config struct {
 	Callers  Callers  `yaml:"callers"`
 	Assembly Assembly `yaml:"assembly"`
 	Sources  []Source `yaml:"sources"`
+	Tracing  Tracing  `yaml:"tracing"`
 }
 
 // Server configures the HTTP listener of `secondlook serve`.
@@ -378,6 +379,8 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.Assembly.MaxAttempts, defaultAssemblyMaxAttempts)
 	setDefault(&c.Assembly.BaseDelay, Duration(defaultAssemblyBaseDelay))
 	setDefault(&c.Assembly.Visibility, Duration(defaultAssemblyVisibility))
+
+	c.Tracing.applyDefaults()
 
 	for i := range c.Sources {
 		c.Sources[i].applyDefaults()

@@ -119,6 +119,13 @@ func wantExample() *Config {
 				Retry: Retry{MaxAttempts: 5, BaseDelay: Duration(time.Second), MaxDelay: Duration(30 * time.Second)},
 			},
 		},
+		Tracing: Tracing{
+			Enabled:     true,
+			Endpoint:    "https://otel-collector.internal.example.org:4318/v1/traces",
+			SampleRatio: 0.25,
+			ServiceName: "secondlook-prod",
+			Headers:     []TracingHeader{{Name: "Authorization", Value: "env:SL_OTEL_AUTHORIZATION"}},
+		},
 	}
 }
 
@@ -137,6 +144,7 @@ func wantDefaults() *Config {
 		Redis:    Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "secondlook:"},
 		Consent:  Consent{Validity: Duration(720 * time.Hour)},
 		Assembly: Assembly{Workers: new(2), MaxAttempts: 5, BaseDelay: Duration(5 * time.Second), Visibility: Duration(2 * time.Minute)},
+		Tracing:  Tracing{SampleRatio: 1, ServiceName: "secondlook"},
 	}
 }
 

@@ -459,6 +459,7 @@ func serveEnv(t *testing.T) (environ []string, files keyFiles) {
 	t.Setenv("SL_DEID_KEY", base64.RawURLEncoding.EncodeToString([]byte(strings.Repeat("d", 48))))
 	t.Setenv("SL_CSRF_SECRET", strings.Repeat("c", 32))
 	t.Setenv("ST_MARY_CLIENT_SECRET", "st-mary-secret")
+	t.Setenv("SL_OTEL_AUTHORIZATION", "Basic b3RlbDpjb2xsZWN0b3I=")
 	token := files.write("token-2026-01", []byte(b64(32)+"\n"))
 	signing := files.write("signing.pem", pkcs8(t, ecKey(t, elliptic.P256())))
 	onHIE := files.write("on-hie.pem", sec1(t, ecKey(t, elliptic.P384())))

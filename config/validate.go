@@ -126,6 +126,7 @@ func (c *Config) validate() *validator {
 	v.durationRange("consent.validity", c.Consent.Validity, minConsentValidity, maxConsentValidity)
 	v.callers(&c.Callers)
 	v.assembly(&c.Assembly)
+	v.tracing(&c.Tracing)
 
 	labels := sourceLabels(c.Sources)
 	firstByID := make(map[string]int, len(c.Sources))

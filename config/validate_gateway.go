@@ -355,6 +355,7 @@ func (v *validator) serve(c *Config) {
 	for i := range c.Sources {
 		v.sourceSecrets(labels[i]+".auth", &c.Sources[i].Auth)
 	}
+	v.tracingSecrets(&c.Tracing)
 }
 
 // material reports a symmetric key whose well-formed secret cannot be read or is not at least 32 bytes of base64,

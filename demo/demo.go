@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"secondlook/auth"
 	"secondlook/caller"
@@ -48,6 +49,9 @@ type Options struct {
 	// Callers are token issuers the gateway trusts besides the sandbox hospital's (tests bring their own, with more
 	// clients).
 	Callers []caller.Issuer
+	// TracerProvider, when set, traces the gateway (tests export to memory through tracing.Redact); nil traces
+	// nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // Demo is a running demo.
@@ -182,6 +186,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 			{ID: ProviderClient, Name: "Demo Oncology Second Opinions", Kind: caller.Provider},
 		}}}, o.Callers...),
 		Workers: 2, RetryDelay: time.Second, Metrics: metrics.New(), MetricsOnMainListener: true,
+		TracerProvider: o.TracerProvider,
 	})
 	if err != nil {
 		return nil, err

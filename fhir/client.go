@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 )
 
@@ -94,6 +95,9 @@ type Options struct {
 	// SharedLimit, when set, is waited on before every request, after the local limiter: the source's rate limit
 	// shared by every replica (store.Waiter).
 	SharedLimit func(ctx context.Context) error
+	// TracerProvider, when set, makes every HTTP request (each attempt) a client span named by the operation
+	// ("FHIR search DiagnosticReport"), never the URL (see tracing.go).
+	TracerProvider trace.TracerProvider
 }
 
 // Client talks to one FHIR source. It is safe for concurrent use; its CapabilityStatement is read once and cached.
@@ -147,6 +151,9 @@ func NewClient(opts Options) (*Client, error) {
 	if opts.HTTPClient != nil {
 		copied := *opts.HTTPClient
 		hc = &copied
+	}
+	if opts.TracerProvider != nil {
+		hc.Transport = tracedTransport(hc.Transport, opts.TracerProvider)
 	}
 	c := &Client{
 		base:    base,
@@ -432,7 +439,7 @@ func (c *Client) attempt(ctx context.Context, st *stats, req request, isRetry bo
 
 	actx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 	defer cancel()
-	hreq, err := http.NewRequestWithContext(actx, http.MethodGet, req.url.String(), nil)
+	hreq, err := http.NewRequestWithContext(withOp(actx, req.op), http.MethodGet, req.url.String(), nil)
 	if err != nil {
 		return fmt.Errorf("%s: build request: %w", req.op, ErrInvalidResponse)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"secondlook"
 	"secondlook/api"
@@ -79,6 +80,9 @@ type Options struct {
 	MetricsOnMainListener bool
 	// CORSOrigins are the browser origins allowed cross-origin access to the API (none: CORS off).
 	CORSOrigins []string
+	// TracerProvider, when set and not the no-op provider, traces the HTTP edge, Redis commands, upstream FHIR and
+	// authorization-server requests and assembly jobs (see package tracing); nil installs no instrumentation.
+	TracerProvider trace.TracerProvider
 }
 
 // Gateway is a running gateway's parts.
@@ -125,6 +129,12 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	// What the gateway keeps about patients (the clinical question, patient ids, consents) is sealed at rest with the
 	// same keyring as the tokens.
 	o.Store.SealRecords(o.TokenKeys)
+	tp := activeTracer(o.TracerProvider)
+	if tp != nil {
+		if err := o.Store.InstrumentTracing(tp); err != nil {
+			return nil, err
+		}
+	}
 	if o.Profile == nil {
 		// Compile the default profile once, not on every assembly.
 		p, err := deid.LoadProfile(deid.DefaultProfile)
@@ -142,6 +152,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		as.ID, as.FHIRBaseURL = s.ID, s.FHIR.BaseURL
 		authSources = append(authSources, as)
 		fo := s.FHIR
+		fo.TracerProvider = tp
 		if fo.Logger == nil {
 			fo.Logger = o.Logger.With(slog.String("source", s.ID))
 		}
@@ -163,6 +174,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	ac, err := auth.New(auth.Config{
 		PublicURL: o.PublicURL, Sources: authSources, Keys: o.TokenKeys, HTTPClient: o.HTTPClient,
 		Now: o.Now, Logger: o.Logger.With(slog.String("component", "smart")), GrantTTL: o.ConsentValidity,
+		TracerProvider: tp,
 	}, o.Store, o.Store)
 	if err != nil {
 		problems = append(problems, err)
@@ -199,7 +211,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		o.Metrics.QueueGauges(o.Store.QueueDepth)
 	}
 	h, err := api.New(api.Config{
-		Metrics: rec, ServeMetrics: o.MetricsOnMainListener, CORSOrigins: o.CORSOrigins,
+		Metrics: rec, ServeMetrics: o.MetricsOnMainListener, CORSOrigins: o.CORSOrigins, TracerProvider: tp,
 		Logger: o.Logger, BodyLimit: o.BodyLimit, RequestTimeout: o.RequestTimeout, OpenAPI: secondlook.OpenAPI,
 		JWKS:  func() ([]byte, error) { return g.jwks, nil },
 		Ready: func(ctx context.Context) error { return o.Store.Ping(ctx) },
@@ -233,6 +245,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		Signer:      packet.Signer{Key: o.Signer, KeyID: o.SignerKID},
 		MaxAttempts: o.MaxAttempts, BaseDelay: o.RetryDelay, Visibility: o.Visibility,
 		Now: o.Now, Logger: o.Logger.With(slog.String("component", "assembly")), Observer: observer,
+		TracerProvider: tp,
 	}
 	return g, nil
 }

@@ -71,6 +71,13 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer rdb.Close()
+	tp, stopTracing, err := startTracing(ctx, cfg.Tracing, logger)
+	if err != nil {
+		return err
+	}
+	// Deferred after rdb.Close, so it runs first: the last spans are flushed while everything else is still up.
+	defer stopTracing()
+	opts.TracerProvider = tp
 	gw, err := gateway.New(ctx, opts)
 	if err != nil {
 		return err

@@ -44,6 +44,8 @@ func TestServe(t *testing.T) {
 	hospital := httptest.NewServer(sb.Handler())
 	defer hospital.Close()
 	is := callertest.NewIssuer(t)
+	collector := newCollector(t)
+	t.Setenv("SL_OTEL_AUTH", "Bearer collector-token")
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)
@@ -92,6 +94,10 @@ sources:
     kind: hospital
     fhir_base_url: ` + hospital.URL + `/hospital/fhir
     auth: {client_id: secondlook, method: client_secret_basic, client_secret: "env:SL_CLIENT_SECRET"}
+tracing:
+  enabled: true
+  endpoint: ` + collector.URL + `
+  headers: [{name: Authorization, value: "env:SL_OTEL_AUTH"}]
 `
 	cfgPath := write("secondlook.yaml", []byte(cfg))
 
@@ -170,6 +176,17 @@ sources:
 	}
 	if strings.Contains(stderr.String(), "s3cret-for-test") || strings.Contains(stderr.String(), os.Getenv("SL_TOKEN_KEY")) {
 		t.Error("a secret reached the log")
+	}
+	// The spans were flushed to the collector on shutdown, with the configured header.
+	exports := collector.exports()
+	if len(exports) == 0 {
+		t.Fatal("no spans reached the collector")
+	}
+	all := strings.Join(exports, "")
+	for _, want := range []string{"Authorization: Bearer collector-token", "POST /api/v1/reviews", "GET /readyz", "secondlook"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the collector did not receive %q", want)
+		}
 	}
 }
 

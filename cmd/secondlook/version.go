@@ -11,6 +11,12 @@ import (
 var version = ""
 
 func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) int {
+	fmt.Fprintf(stdout, "secondlook %s\n", buildVersion())
+	return 0
+}
+
+// buildVersion is the version printed by `secondlook version` and recorded in traces (service.version).
+func buildVersion() string {
 	v := version
 	if v == "" {
 		v = "devel"
@@ -25,6 +31,5 @@ func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "secondlook %s\n", v)
-	return 0
+	return v
 }
