@@ -9,11 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"testing"
-
-	"github.com/redis/go-redis/v9"
 
 	"secondlook/store"
 	"secondlook/store/storetest"
@@ -22,61 +19,13 @@ import (
 // marker is put into every malicious value, so a test can tell whether the gateway echoed it anywhere.
 const marker = "zq9MARKERzq9"
 
-// redisSnapshot describes everything under a store's prefix: each key with its type and size. Comparing two
-// snapshots shows whether a request stored anything, even half-way (a review without its index, an audit entry, a
-// queue entry).
-func redisSnapshot(t *testing.T, st *store.Store) map[string]string {
+func snapshot(t *testing.T, st *store.Store) map[string]string {
 	t.Helper()
-	ctx := context.Background()
-	rdb := st.Client()
-	keys, err := storetest.Keys(ctx, rdb, st.Prefix()+"*")
+	snap, err := storetest.Snapshot(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]string{}
-	for _, k := range keys {
-		typ, err := rdb.Type(ctx, k).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n *redis.IntCmd
-		switch typ {
-		case "string":
-			n = rdb.StrLen(ctx, k)
-		case "hash":
-			n = rdb.HLen(ctx, k)
-		case "set":
-			n = rdb.SCard(ctx, k)
-		case "zset":
-			n = rdb.ZCard(ctx, k)
-		case "stream":
-			n = rdb.XLen(ctx, k)
-		case "list":
-			n = rdb.LLen(ctx, k)
-		}
-		size := int64(-1)
-		if n != nil {
-			size = n.Val()
-		}
-		out[k] = fmt.Sprintf("%s/%d", typ, size)
-	}
-	return out
-}
-
-func diffSnapshots(before, after map[string]string) []string {
-	var changed []string
-	for k, v := range after {
-		if before[k] != v {
-			changed = append(changed, k+" "+before[k]+" → "+v)
-		}
-	}
-	for k := range before {
-		if _, ok := after[k]; !ok {
-			changed = append(changed, k+" removed")
-		}
-	}
-	sort.Strings(changed)
-	return changed
+	return snap
 }
 
 // checkRefused asserts the answer to a malicious request: a 4xx (never a 5xx, never a success), as problem+json,
@@ -188,7 +137,7 @@ func TestMaliciousReviewRequests(t *testing.T) {
 		{"patient id with a path", "application/json", `{"sources":[{"source":"hospital","patient":"../` + marker + `"}],"provider":"onco","question":"q"}`, 422},
 		{"provider with a key tag", "application/json", `{"sources":[{"source":"hospital"}],"provider":"{onco}","question":"q"}`, 422},
 	}
-	before := redisSnapshot(t, e.store)
+	before := snapshot(t, e.store)
 	for _, tc := range tests {
 		resp, body, tok := e.send(t, "POST", "/api/v1/reviews", tc.ctype, strings.NewReader(tc.body), nil)
 		checkRefused(t, tc.name, resp, body, tc.status, tok)
@@ -200,7 +149,7 @@ func TestMaliciousReviewRequests(t *testing.T) {
 	resp, body, tok := e.send(t, "POST", "/api/v1/reviews", "application/json",
 		io.MultiReader(strings.NewReader(`{"question":"`), strings.NewReader(strings.Repeat(marker, 200<<10))), nil)
 	checkRefused(t, "chunked over the limit", resp, body, 413, tok)
-	if d := diffSnapshots(before, redisSnapshot(t, e.store)); len(d) > 0 {
+	if d := storetest.Changes(before, snapshot(t, e.store)); len(d) > 0 {
 		t.Errorf("rejected requests stored something:\n%s", strings.Join(d, "\n"))
 	}
 	// The same environment accepts a valid request, so the refusals above are not an artefact of the set-up.

@@ -29,6 +29,7 @@ import (
 	"secondlook/caller/callertest"
 	"secondlook/review"
 	"secondlook/store"
+	"secondlook/store/storetest"
 )
 
 // The authorization matrix is written down in docs/authorization.md, one row per operation of openapi.yaml and
@@ -316,6 +317,23 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 			t.Fatalf("own review: %s %s", r.State, r.Reason)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// Nothing left in flight: the expired review marked as the sweeper would, the assembly queue drained.
+	if _, err := d.store.ExpireDue(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		pending, delayed, err := d.store.QueueDepth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 && delayed == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("assembly queue not drained: %d pending, %d delayed", pending, delayed)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	// The patient's browser: its session cookie, and the withdrawal form's token on own's consent page.
 	if err := b.Get(ctx, consentURL); err != nil {
@@ -617,6 +635,37 @@ func jwtDate(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(time.
 // tag braces. Each must be refused with a 4xx that echoes nothing, never a 5xx, never followed.
 func (e *matrixEnv) oddParameters(t *testing.T, ops map[string]specOperation, hc *http.Client) {
 	const marker = "zq9MARKERzq9"
+	before, err := storetest.Snapshot(context.Background(), e.d.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		after, err := storetest.Snapshot(context.Background(), e.d.store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := storetest.Changes(before, after); len(d) > 0 {
+			t.Errorf("refused requests stored something:\n%s", strings.Join(d, "\n"))
+		}
+	}()
+	// Bodies over the server's limit, on the patient's forms, with the patient's session and valid token: 413 before
+	// anything is read.
+	pad := strings.Repeat(marker, 200<<10)
+	for _, path := range []string{"/consent/" + e.ids["own"] + "/withdraw", "/launch/" + e.draft} {
+		req, _ := http.NewRequest(http.MethodPost, e.d.GatewayURL+path, strings.NewReader("pad="+pad+"&csrf="+url.QueryEscape(e.csrf)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Cookie", "secondlook="+e.cookie)
+		req.Header.Set("Accept", "text/html")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || strings.Contains(string(body), marker) {
+			t.Errorf("POST %s with a %d-byte body: %d", path, len(pad), resp.StatusCode)
+		}
+	}
 	odd := []string{
 		"..%2f..%2fetc%2fpasswd" + marker, "../../etc/passwd" + marker, "%2e%2e", "%00" + marker, strings.Repeat("a", 300),
 		"r%C3%A9view%E2%80%AE" + marker, "%ff%fe" + marker, "%0d%0aX-Injected:%20" + marker, "%7B" + marker + "%7D",
