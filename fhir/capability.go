@@ -113,25 +113,34 @@ func (c *Client) capabilities(ctx context.Context, st *stats) (*Capabilities, er
 
 func (c *Client) fetchCapabilities(ctx context.Context, st *stats) (*Capabilities, error) {
 	req := request{op: "read metadata", url: c.base.JoinPath("metadata"), accept: fhirJSON, maxBody: c.opts.Limits.MaxBodyBytes}
-	var cs capabilityStatement
+	var caps *Capabilities
 	err := c.do(ctx, st, req, func(body io.Reader, resp *http.Response) error {
 		if err := checkContentType(resp); err != nil {
 			return fmt.Errorf("read metadata: %w", err)
 		}
-		v, err := jsontext.NewDecoder(body).ReadValue()
-		if err != nil {
-			return fmt.Errorf("read metadata: %w", jsonErr(err))
-		}
-		if err := checkDepth(v, c.opts.Limits.MaxJSONDepth); err != nil {
-			return err
-		}
-		if err := json.Unmarshal(v, &cs); err != nil {
-			return fmt.Errorf("read metadata: %w: CapabilityStatement is malformed", ErrInvalidResponse)
-		}
-		return nil
+		var err error
+		caps, err = readCapabilities(body, c.opts.Limits.MaxJSONDepth)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	return caps, nil
+}
+
+// readCapabilities decodes a CapabilityStatement body and keeps what the client uses. It refuses anything that is
+// not a CapabilityStatement declaring FHIR 4.0.x.
+func readCapabilities(body io.Reader, maxDepth int) (*Capabilities, error) {
+	v, err := jsontext.NewDecoder(body).ReadValue()
+	if err != nil {
+		return nil, fmt.Errorf("read metadata: %w", jsonErr(err))
+	}
+	if err := checkDepth(v, maxDepth); err != nil {
+		return nil, err
+	}
+	var cs capabilityStatement
+	if err := json.Unmarshal(v, &cs); err != nil {
+		return nil, fmt.Errorf("read metadata: %w: CapabilityStatement is malformed", ErrInvalidResponse)
 	}
 	if cs.ResourceType != "CapabilityStatement" {
 		return nil, fmt.Errorf("read metadata: %w: not a CapabilityStatement", ErrInvalidResponse)
@@ -174,10 +183,17 @@ const fhirJSON = "application/fhir+json"
 // checkContentType accepts JSON media types (application/fhir+json, application/json, application/json+fhir) and
 // rejects anything else, such as the HTML error page of a proxy answering 200.
 func checkContentType(resp *http.Response) error {
-	ct := strings.ToLower(strings.TrimSpace(strings.SplitN(resp.Header.Get("Content-Type"), ";", 2)[0]))
-	switch ct {
-	case "application/fhir+json", "application/json", "application/json+fhir":
+	if isFHIRJSON(resp.Header.Get("Content-Type")) {
 		return nil
 	}
 	return fmt.Errorf("%w: content type is not FHIR JSON", ErrInvalidResponse)
+}
+
+// isFHIRJSON reports whether a Content-Type header value names a JSON media type.
+func isFHIRJSON(contentType string) bool {
+	switch strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0])) {
+	case "application/fhir+json", "application/json", "application/json+fhir":
+		return true
+	}
+	return false
 }

@@ -231,12 +231,23 @@ func parseBase(raw string) (*url.URL, error) {
 }
 
 // underBase reports whether u is the base URL itself or below it: same scheme and host, and a path that continues
-// the base path at a segment boundary (so https://h/fhir does not admit https://h/fhir-evil).
+// the base path at a segment boundary (so https://h/fhir does not admit https://h/fhir-evil) and has no dot segment
+// or backslash, plain or percent-encoded, that the server would resolve to a path outside the base
+// (https://h/fhir/x/../../admin).
 func (c *Client) underBase(u *url.URL) bool {
 	if u == nil || !strings.EqualFold(u.Scheme, c.base.Scheme) || !strings.EqualFold(u.Host, c.base.Host) || u.User != nil {
 		return false
 	}
 	p := u.EscapedPath()
+	decoded, err := url.PathUnescape(p)
+	if err != nil || strings.Contains(decoded, `\`) {
+		return false
+	}
+	for _, seg := range strings.Split(decoded, "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
 	bp := c.base.EscapedPath()
 	if p == bp {
 		return true

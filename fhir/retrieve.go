@@ -575,39 +575,9 @@ func (r *run) binary(ctx context.Context, id string) (Resource, error) {
 	maxBody := r.c.opts.Limits.MaxAttachmentBytes*4/3 + 4096
 	err := r.c.do(ctx, r.st, request{op: op, url: r.c.base.JoinPath(TypeBinary, id), accept: fhirJSON, maxBody: maxBody},
 		func(body io.Reader, resp *http.Response) error {
-			if checkContentType(resp) == nil {
-				var err error
-				res, err = readResource(body, r.c.opts.Limits.MaxJSONDepth)
-				if err != nil {
-					return wrapRead(op, err)
-				}
-				var bin struct {
-					Data string `json:"data"`
-				}
-				if err := json.Unmarshal(res.Raw, &bin); err != nil {
-					return fmt.Errorf("%s: %w: Binary is malformed", op, ErrInvalidResponse)
-				}
-				if int64(base64.StdEncoding.DecodedLen(len(bin.Data))) > r.c.opts.Limits.MaxAttachmentBytes+2 {
-					return &LimitError{Op: op, Limit: "max_body_bytes", Value: r.c.opts.Limits.MaxAttachmentBytes}
-				}
-				return nil
-			}
-			data, err := io.ReadAll(io.LimitReader(body, r.c.opts.Limits.MaxAttachmentBytes+1))
-			if err != nil {
-				return wrapRead(op, err)
-			}
-			if int64(len(data)) > r.c.opts.Limits.MaxAttachmentBytes {
-				return &LimitError{Op: op, Limit: "max_body_bytes", Value: r.c.opts.Limits.MaxAttachmentBytes}
-			}
-			ct := resp.Header.Get("Content-Type")
-			raw, err := json.Marshal(map[string]string{
-				"resourceType": TypeBinary, "id": id, "contentType": ct, "data": base64.StdEncoding.EncodeToString(data),
-			})
-			if err != nil {
-				return fmt.Errorf("%s: wrap content: %w", op, err)
-			}
-			res = Resource{Type: TypeBinary, ID: id, Raw: raw}
-			return nil
+			var err error
+			res, err = readBinary(body, resp.Header.Get("Content-Type"), id, r.c.opts.Limits.MaxAttachmentBytes, r.c.opts.Limits.MaxJSONDepth)
+			return err
 		})
 	if err != nil {
 		return Resource{}, err
@@ -616,6 +586,43 @@ func (r *run) binary(ctx context.Context, id string) (Resource, error) {
 		return Resource{}, fmt.Errorf("%s: %w: server returned another resource", op, ErrInvalidResponse)
 	}
 	return res, nil
+}
+
+// readBinary decodes the answer to a Binary read: a Binary resource when the content type is FHIR JSON, else the raw
+// content, which it wraps into a Binary resource with that content type so later stages see one shape. Content over
+// maxBytes is a LimitError on max_body_bytes (the caller records it as an attachment too large).
+func readBinary(body io.Reader, contentType, id string, maxBytes int64, maxDepth int) (Resource, error) {
+	const op = "read Binary"
+	if isFHIRJSON(contentType) {
+		res, err := readResource(body, maxDepth)
+		if err != nil {
+			return Resource{}, wrapRead(op, err)
+		}
+		var bin struct {
+			Data string `json:"data"`
+		}
+		if err := json.Unmarshal(res.Raw, &bin); err != nil {
+			return Resource{}, fmt.Errorf("%s: %w: Binary is malformed", op, ErrInvalidResponse)
+		}
+		if int64(base64.StdEncoding.DecodedLen(len(bin.Data))) > maxBytes+2 {
+			return Resource{}, &LimitError{Op: op, Limit: "max_body_bytes", Value: maxBytes}
+		}
+		return res, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(body, maxBytes+1))
+	if err != nil {
+		return Resource{}, wrapRead(op, err)
+	}
+	if int64(len(data)) > maxBytes {
+		return Resource{}, &LimitError{Op: op, Limit: "max_body_bytes", Value: maxBytes}
+	}
+	raw, err := json.Marshal(map[string]string{
+		"resourceType": TypeBinary, "id": id, "contentType": contentType, "data": base64.StdEncoding.EncodeToString(data),
+	})
+	if err != nil {
+		return Resource{}, fmt.Errorf("%s: wrap content: %w", op, err)
+	}
+	return Resource{Type: TypeBinary, ID: id, Raw: raw}, nil
 }
 
 func (r *run) warn(code, t string, n int) {
