@@ -7,31 +7,68 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"secondlook/caller/callertest"
+	"secondlook/store"
 )
 
-// TestLoadPacketDownload measures packet download with wrk, in its own process (64 connections, 2 threads), against
-// the gateway and against a bare net/http handler serving the same bytes. It runs only when LOAD=1, and prints the
-// figures recorded in docs/benchmarks.md:
+// maxLoadHeap bounds the gateway's heap during the load runs: the packet cache is 64 MiB, the rest is per
+// connection and per request and must not grow with the run's length.
+const maxLoadHeap = 512 << 20
+
+// TestLoad drives the provider and EHR APIs with wrk, in its own process, at 64 and 256 connections: review status
+// polling (GET /api/v1/reviews/{id}, 200 reviews in turn) and packet download (GET /api/v1/packets/{id}, Todd315's
+// real packet in each of the 200), then the bare net/http handler serving the same packet bytes for comparison.
+// It fails on any socket error or non-2xx answer, and if the heap grows past maxLoadHeap. It runs only when LOAD=1
+// (CI runs it briefly as a smoke test); the figures in docs/benchmarks.md come from:
 //
-//	LOAD=1 LOAD_DURATION=20s go test -run TestLoadPacketDownload -v ./api
-func TestLoadPacketDownload(t *testing.T) {
+//	LOAD=1 LOAD_DURATION=60s go test -run TestLoad -v ./api
+func TestLoad(t *testing.T) {
 	if os.Getenv("LOAD") == "" {
 		t.Skip("set LOAD=1 to run the load test (needs wrk)")
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("wrk not installed (.ci/run installs it)")
+		}
 		t.Skip("wrk not installed (apt-get install -y wrk)")
 	}
 	duration := os.Getenv("LOAD_DURATION")
 	if duration == "" {
-		duration = "20s"
+		duration = "60s"
 	}
 	e, id, _ := newAPIEnvLoad(t)
-	p, err := e.store.GetPacket(context.Background(), id)
+	ctx := context.Background()
+	p, err := e.store.GetPacket(ctx, id)
 	if err != nil {
 		t.Fatal(err)
+	}
+	bundle, err := p.Bundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 200 ready reviews, each with the real packet.
+	var ids []string
+	for range 200 {
+		r, _ := readyReview(t, e, "onco")
+		if err := e.store.DeletePacket(ctx, r.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.SavePacket(ctx, store.StoredPacket{ID: "p-" + r.ID, ReviewID: r.ID, Provider: "onco", ETag: p.ETag,
+			Created: time.Now(), Report: []byte("{}")}, bundle, r.ExpiresAt); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
 	}
 	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/fhir+json")
@@ -40,28 +77,101 @@ func TestLoadPacketDownload(t *testing.T) {
 		_, _ = w.Write(p.Gzip)
 	}))
 	defer bare.Close()
-	tok := e.issuer.Token(t, "onco", audience, nil)
-	run := func(name, url string, headers ...string) {
-		args := []string{"-t2", "-c64", "-d" + duration, "--latency"}
-		for _, h := range headers {
-			args = append(args, "-H", h)
+	script := func(prefix string) string {
+		var b strings.Builder
+		b.WriteString("paths = {")
+		for i, id := range ids {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%q", prefix+id)
 		}
-		out, err := exec.Command("wrk", append(args, url)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("wrk: %v\n%s", err, out)
+		b.WriteString("}\nn = 0\nrequest = function()\n  n = n + 1\n  return wrk.format(nil, paths[(n % #paths) + 1])\nend\n")
+		f := filepath.Join(t.TempDir(), "paths.lua")
+		if err := os.WriteFile(f, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		rps := regexp.MustCompile(`Requests/sec:\s+([\d.]+)`).FindSubmatch(out)
-		p50 := regexp.MustCompile(`(?m)^\s+50%\s+(\S+)`).FindSubmatch(out)
-		p99 := regexp.MustCompile(`(?m)^\s+99%\s+(\S+)`).FindSubmatch(out)
-		non2xx := regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`).FindSubmatch(out)
-		if non2xx != nil {
-			t.Errorf("%s: %s non-2xx responses", name, non2xx[1])
-		}
-		if rps == nil || p50 == nil || p99 == nil {
-			t.Fatalf("wrk output:\n%s", out)
-		}
-		fmt.Printf("%-8s %10s req/s  p50 %8s  p99 %8s  (%d-byte gzip packet)\n", name, rps[1], p50[1], p99[1], len(p.Gzip))
+		return f
 	}
-	run("gateway", e.srv.URL+"/api/v1/packets/"+id, "Authorization: Bearer "+tok, "Accept-Encoding: gzip")
-	run("bare", bare.URL, "Accept-Encoding: gzip")
+	reviewsScript, packetsScript := script("/api/v1/reviews/"), script("/api/v1/packets/")
+	// Tokens that outlast the runs (the gateway caps lifetimes at an hour).
+	long := func(c *callertest.Claims) { c.Expiry = jwt.NewNumericDate(time.Now().Add(30 * time.Minute)) }
+	ehr, onco := e.issuer.Token(t, "ehr-1", audience, long), e.issuer.Token(t, "onco", audience, long)
+
+	fmt.Printf("%-26s %5s %10s %9s %9s %10s\n", "target", "conns", "req/s", "p50", "p99", "peak heap")
+	for _, conns := range []int{64, 256} {
+		for _, tc := range []struct {
+			name, url, script string
+			headers           []string
+		}{
+			{"review status polling", e.srv.URL, reviewsScript, []string{"Authorization: Bearer " + ehr}},
+			{"packet download", e.srv.URL, packetsScript, []string{"Authorization: Bearer " + onco, "Accept-Encoding: gzip"}},
+			{"bare handler, same bytes", bare.URL, "", []string{"Accept-Encoding: gzip"}},
+		} {
+			args := []string{"-t2", "-c" + strconv.Itoa(conns), "-d" + duration, "--latency", "--timeout", "10s"}
+			if tc.script != "" {
+				args = append(args, "-s", tc.script)
+			}
+			for _, h := range tc.headers {
+				args = append(args, "-H", h)
+			}
+			runtime.GC()
+			stop := sampleHeap()
+			out, err := exec.Command("wrk", append(args, tc.url)...).CombinedOutput()
+			heap := stop()
+			if err != nil {
+				t.Fatalf("wrk: %v\n%s", err, out)
+			}
+			rps := regexp.MustCompile(`Requests/sec:\s+([\d.]+)`).FindSubmatch(out)
+			p50 := regexp.MustCompile(`(?m)^\s+50%\s+(\S+)`).FindSubmatch(out)
+			p99 := regexp.MustCompile(`(?m)^\s+99%\s+(\S+)`).FindSubmatch(out)
+			if rps == nil || p50 == nil || p99 == nil {
+				t.Fatalf("wrk output:\n%s", out)
+			}
+			if m := regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`).FindSubmatch(out); m != nil {
+				t.Errorf("%s at %d connections: %s non-2xx responses", tc.name, conns, m[1])
+			}
+			if m := regexp.MustCompile(`Socket errors: .*`).Find(out); m != nil {
+				t.Errorf("%s at %d connections: %s", tc.name, conns, m)
+			}
+			if heap > maxLoadHeap {
+				t.Errorf("%s at %d connections: heap reached %d MiB", tc.name, conns, heap>>20)
+			}
+			fmt.Printf("%-26s %5d %10s %9s %9s %7d MiB\n", tc.name, conns, rps[1], p50[1], p99[1], heap>>20)
+		}
+	}
+}
+
+// sampleHeap samples the heap in use every 50 ms until stop is called, which returns the largest sample.
+func sampleHeap() (stop func() uint64) {
+	var mu sync.Mutex
+	var max uint64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			mu.Lock()
+			if ms.HeapInuse > max {
+				max = ms.HeapInuse
+			}
+			mu.Unlock()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		return max
+	}
 }
