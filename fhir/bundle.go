@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
@@ -151,20 +152,52 @@ func decodeEntry(v jsontext.Value, maxDepth int) (entry, error) {
 	if err := checkDepth(v, maxDepth); err != nil {
 		return entry{}, err
 	}
-	var raw struct {
-		Resource json.RawMessage `json:"resource"`
-		Search   struct {
-			Mode string `json:"mode"`
-		} `json:"search"`
+	// v was validated when it was read: walk it once with jsontext, slicing the resource out of it.
+	malformed := fmt.Errorf("%w: Bundle.entry is malformed", ErrInvalidResponse)
+	dec := jsontext.NewDecoder(bytes.NewReader(v))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return entry{}, malformed
 	}
-	if err := json.Unmarshal(v, &raw); err != nil {
-		return entry{}, fmt.Errorf("%w: Bundle.entry is malformed", ErrInvalidResponse)
+	var e entry
+	var raw []byte
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return entry{}, malformed
+		}
+		switch name.String() {
+		case "resource":
+			rv, err := dec.ReadValue()
+			if err != nil {
+				return entry{}, malformed
+			}
+			if rv.Kind() == 'n' {
+				continue
+			}
+			end := int(dec.InputOffset())
+			raw = v[end-len(rv) : end]
+		case "search":
+			sv, err := dec.ReadValue()
+			if err != nil {
+				return entry{}, malformed
+			}
+			var search struct {
+				Mode string `json:"mode"`
+			}
+			if err := jsonv2.Unmarshal(sv, &search); err != nil {
+				return entry{}, malformed
+			}
+			e.mode = search.Mode
+		default:
+			if err := dec.SkipValue(); err != nil {
+				return entry{}, malformed
+			}
+		}
 	}
-	e := entry{mode: raw.Search.Mode}
-	if len(raw.Resource) == 0 {
+	if len(raw) == 0 {
 		return e, nil
 	}
-	res, err := newResource(raw.Resource)
+	res, err := newResource(raw)
 	if err != nil {
 		return entry{}, err
 	}
@@ -172,10 +205,10 @@ func decodeEntry(v jsontext.Value, maxDepth int) (entry, error) {
 	return e, nil
 }
 
-// newResource files raw JSON under its resourceType and id.
+// newResource files raw JSON (already validated) under its resourceType and id, keeping a copy of it.
 func newResource(raw []byte) (Resource, error) {
-	var h resourceHead
-	if err := json.Unmarshal(raw, &h); err != nil {
+	h, err := headOf(raw)
+	if err != nil {
 		return Resource{}, fmt.Errorf("%w: resource is not a JSON object", ErrInvalidResponse)
 	}
 	if !validType(h.ResourceType) {
@@ -185,6 +218,43 @@ func newResource(raw []byte) (Resource, error) {
 		return Resource{}, fmt.Errorf("%w: %s without a valid id", ErrInvalidResponse, h.ResourceType)
 	}
 	return Resource{Type: h.ResourceType, ID: h.ID, Raw: bytes.Clone(raw)}, nil
+}
+
+// headOf reads a resource's resourceType and id from its top-level members, stopping once both are found (servers
+// write them first). A member that is not a string where one is expected is an error.
+func headOf(raw []byte) (resourceHead, error) {
+	var h resourceHead
+	dec := jsontext.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return h, ErrInvalidResponse
+	}
+	var gotType, gotID bool
+	for dec.PeekKind() == '"' && !(gotType && gotID) {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return h, err
+		}
+		switch n := name.String(); n {
+		case "resourceType", "id":
+			tok, err := dec.ReadToken()
+			if err != nil {
+				return h, err
+			}
+			if tok.Kind() != '"' {
+				return h, ErrInvalidResponse
+			}
+			if n == "id" {
+				h.ID, gotID = tok.String(), true
+			} else {
+				h.ResourceType, gotType = tok.String(), true
+			}
+		default:
+			if err := dec.SkipValue(); err != nil {
+				return h, err
+			}
+		}
+	}
+	return h, nil
 }
 
 // readResource decodes one resource body, checking depth.

@@ -297,6 +297,22 @@ func TestFaults(t *testing.T) {
 			types: []string{"Condition"},
 		},
 		{
+			name: "resource naming no patient dropped: a subject under another spelling is not a subject",
+			opts: func(o *fhir.Options) { o.PageSize = 5 },
+			fault: sandbox.Fault{Path: "Condition", Times: 1, Rewrite: func(b []byte) []byte {
+				return bytes.Replace(b, []byte(`"subject"`), []byte(`"SUBJECT"`), 1)
+			}},
+			check: func(t *testing.T, h *hospital, rec *fhir.Record, err error, _ time.Duration) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rec.Resources["Condition"]) != 5 || !hasWarning(rec, fhir.WarnSubjectMismatch) {
+					t.Errorf("%d Conditions, warnings %+v; want 5 and a subject-mismatch", len(rec.Resources["Condition"]), rec.Warnings)
+				}
+			},
+			types: []string{"Condition"},
+		},
+		{
 			name:  "duplicate resources across pages kept once",
 			opts:  func(o *fhir.Options) { o.PageSize = 5 },
 			fault: sandbox.Fault{Path: "DiagnosticReport", Rewrite: duplicateFirstEntry},

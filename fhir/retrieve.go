@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 	"golang.org/x/sync/errgroup"
 )
@@ -304,7 +305,9 @@ func (r *run) keep(res Resource) error {
 		r.warn(WarnInvalidResource, res.Type, 1)
 		return nil
 	}
-	if !r.isPatient(subject) {
+	// Every resource but a Binary must name this patient as its subject: one that names no one cannot be shown to
+	// be the patient's, and is dropped like one about someone else.
+	if !r.isPatient(subject) || subject == "" && res.Type != TypeBinary {
 		r.warn(WarnSubjectMismatch, res.Type, 1)
 		return nil
 	}
@@ -341,7 +344,7 @@ func subjectOf(res Resource) (string, error) {
 	if res.Type == TypeBinary {
 		return "", nil
 	}
-	if err := json.Unmarshal(res.Raw, &s); err != nil {
+	if err := jsonv2.Unmarshal(res.Raw, &s); err != nil {
 		return "", err
 	}
 	if s.Subject == nil {
