@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,28 @@ tracing:
 		resp.Body.Close()
 		if !strings.Contains(string(b), `"kid":"s1"`) || !strings.Contains(string(b), `"kid":"s0"`) {
 			t.Errorf("jwks lacks a signing key: %s", b)
+		}
+	}
+	// Request headers are bounded (MaxHeaderBytes, 64 KiB): many headers, or one huge one, are refused before any
+	// handler runs.
+	for name, pad := range map[string]func(h http.Header){
+		"2000 headers": func(h http.Header) {
+			for i := range 2000 {
+				h.Set("X-Pad-"+strconv.Itoa(i), strings.Repeat("x", 40))
+			}
+		},
+		"one 100 KB header": func(h http.Header) { h.Set("X-Pad", strings.Repeat("x", 100<<10)) },
+	} {
+		req, _ := http.NewRequest("GET", base+"/healthz", nil)
+		pad(req.Header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("%s: %d, want 431", name, resp.StatusCode)
 		}
 	}
 	// Metrics are on their own listener, never on the public one.
