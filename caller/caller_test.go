@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,5 +174,27 @@ func TestTokenTimes(t *testing.T) {
 		if _, err := v.Verify(context.Background(), raw); err != nil {
 			t.Errorf("a reused jti: %v", err)
 		}
+	}
+}
+
+// A token naming an issuer the gateway does not trust is refused without a request to that issuer: the iss claim
+// is the caller's input, and fetching its discovery document would let any caller make the gateway call any URL.
+func TestUntrustedIssuerIsNeverContacted(t *testing.T) {
+	is := newIssuer(t)
+	v := newVerifier(t, is)
+	var hits atomic.Int32
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer evil.Close()
+	for _, raw := range []string{
+		is.token(t, func(c *claims) { c.Issuer = evil.URL }),
+		is.token(t, func(c *claims) { c.Issuer = evil.URL + "/" + is.URL }),
+		is.token(t, func(c *claims) { c.Issuer = is.URL + "/../" + strings.TrimPrefix(evil.URL, "http://") }),
+	} {
+		if _, err := v.Verify(context.Background(), raw); !errors.Is(err, caller.ErrUnauthenticated) {
+			t.Errorf("err = %v, want ErrUnauthenticated", err)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the untrusted issuer was contacted %d times", n)
 	}
 }
