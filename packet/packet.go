@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // ProfileURN prefixes the de-identification profile named in Provenance.policy.
@@ -365,9 +366,13 @@ func Algorithm(k crypto.Signer) (jose.SignatureAlgorithm, error) {
 
 // Verify checks a packet's Bundle.signature against the keys: the detached JWS over the canonical form of the
 // Bundle without its signature element, signed by the key its header names.
+//
+// The Bundle's members are read strictly: a duplicate member name or invalid UTF-8 is refused, since another parser
+// could read a different document from the same bytes (the first of two "entry" members, where the signature
+// covers the last).
 func Verify(bundle []byte, keys *jose.JSONWebKeySet) error {
 	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(bundle, &doc); err != nil {
+	if err := jsonv2.Unmarshal(bundle, &doc); err != nil {
 		return fmt.Errorf("verify packet: %w", ErrInput)
 	}
 	var sig signature
