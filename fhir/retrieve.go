@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -248,10 +249,8 @@ func (r *run) search(ctx context.Context, t string, params url.Values) error {
 		r.mu.Lock()
 		r.pages++
 		r.mu.Unlock()
-		for _, e := range p.entries {
-			if err := r.file(t, e); err != nil {
-				return err
-			}
+		if err := r.fileAll(t, p.entries); err != nil {
+			return err
 		}
 		if p.next == "" {
 			return nil
@@ -284,6 +283,36 @@ func (r *run) file(searched string, e entry) error {
 	}
 	return r.keep(res)
 }
+
+// fileAll files a page's entries. Checking them (DiagnosticReports are decoded whole with the typed models) is
+// the CPU-heavy part of retrieval, so a large page is split across the processors.
+func (r *run) fileAll(searched string, entries []entry) error {
+	workers := min(runtime.GOMAXPROCS(0), len(entries)/minEntriesPerWorker)
+	if workers < 2 {
+		for _, e := range entries {
+			if err := r.file(searched, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var g errgroup.Group
+	size := (len(entries) + workers - 1) / workers
+	for part := range slices.Chunk(entries, size) {
+		g.Go(func() error {
+			for _, e := range part {
+				if err := r.file(searched, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// minEntriesPerWorker keeps small pages on one goroutine.
+const minEntriesPerWorker = 32
 
 // keep checks that a resource is about this patient and valid enough to use, then stores it once.
 func (r *run) keep(res Resource) error {
