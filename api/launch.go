@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -163,8 +162,16 @@ func (f *consentFlow) submitLaunch(c echo.Context) error {
 		Provider: c.FormValue("provider"),
 		Question: strings.TrimSpace(c.FormValue("question")),
 	}
-	for _, s := range c.Request().Form["source"] {
-		if s != d.Source && !slices.ContainsFunc(req.Sources, func(r review.SourceRequest) bool { return r.Source == s }) {
+	ticked := c.Request().Form["source"]
+	if len(ticked) > review.MaxSources {
+		// More boxes than a review may name: refused before the list is looked at.
+		_ = f.LaunchStore.PutPrivateState(ctx, draftKey(draft), raw, launchTTL)
+		return f.pages.render(c, http.StatusUnprocessableEntity, "launch", f.launchView(c, draft, d.Source, binding, negotiate(c).T("launch.problem")))
+	}
+	seen := map[string]bool{d.Source: true}
+	for _, s := range ticked {
+		if !seen[s] {
+			seen[s] = true
 			req.Sources = append(req.Sources, review.SourceRequest{Source: s})
 		}
 	}

@@ -2,10 +2,13 @@ package demo
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"secondlook/review"
 )
 
 // TestEHRLaunch: a clinician launches the gateway from the hospital's EHR for the patient in context, approves at
@@ -26,6 +29,16 @@ func TestEHRLaunch(t *testing.T) {
 		t.Fatalf("approve at the EHR: %v", err)
 	}
 	formPage, formURL := b.Page, b.URL
+	// More sources than a review may name are refused at once (the list is not even deduplicated), and the form
+	// can be sent again.
+	many := make([]string, review.MaxSources+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("source-%d", i)
+	}
+	if err := b.Submit(ctx, "create", map[string][]string{"provider": {ProviderClient}, "question": {"q"}, "source": many}); err == nil || b.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("%d sources: status %d, %v", len(many), b.Status, err)
+	}
+	b.Page, b.URL = formPage, formURL
 	if err := b.Submit(ctx, "create", map[string][]string{"provider": {ProviderClient}, "question": {"Is surgery indicated?"}}); err != nil {
 		t.Fatalf("create the review: %v\n%s", err, b.Page)
 	}
