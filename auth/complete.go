@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	jsonv2 "github.com/go-json-experiment/json"
 	"golang.org/x/oauth2"
 
 	"secondlook/store"
@@ -260,10 +261,16 @@ func (c *Client) checkIDToken(ctx context.Context, src *source, d *discovered, p
 	case subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(p.Nonce)) != 1:
 		return "", fmt.Errorf("%w: nonce mismatch", ErrIDToken)
 	}
+	// The claims the gateway reads itself are decoded strictly: member names match exactly ("fhirUSer" is not
+	// fhirUser) and a duplicate name is refused, so no other reader of the token sees a different fhirUser.
+	var raw json.RawMessage
+	if err := idt.Claims(&raw); err != nil {
+		return "", fmt.Errorf("%w: claims", ErrIDToken)
+	}
 	var claims struct {
 		FHIRUser string `json:"fhirUser"`
 	}
-	if err := idt.Claims(&claims); err != nil {
+	if err := jsonv2.Unmarshal(raw, &claims); err != nil {
 		return "", fmt.Errorf("%w: claims", ErrIDToken)
 	}
 	return claims.FHIRUser, nil

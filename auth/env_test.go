@@ -46,7 +46,7 @@ func (c *testClock) Now() time.Time          { return time.Now().Add(time.Durati
 func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	fake   *fakeSMART
 	store  *store.Store
 	keys   *seal.Keyring
@@ -60,10 +60,12 @@ type envOptions struct {
 	fake     func(*fakeOptions)
 	config   func(*Config)
 	newStore storetest.NewStore
+	// store, when set, is used instead of newStore (fuzz targets, which have no *testing.T to give it).
+	store *store.Store
 }
 
 // newEnv starts a fake SMART server and a Client registered at it as source "h1" (client_secret_basic).
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, logs: &syncBuffer{}, clock: &testClock{}}
 	redirect := testPublicURL + "/auth/callback/h1"
@@ -78,11 +80,17 @@ func newEnv(t *testing.T, o envOptions) *env {
 			o.fake(fo)
 		}
 	})
-	newStore := o.newStore
-	if newStore == nil {
-		newStore = storetest.EmbeddedRedis
+	if e.store = o.store; e.store == nil {
+		newStore := o.newStore
+		if newStore == nil {
+			newStore = storetest.EmbeddedRedis
+		}
+		tt, ok := t.(*testing.T)
+		if !ok {
+			t.Fatal("newEnv: pass envOptions.store outside a test")
+		}
+		e.store, _ = newStore(tt)
 	}
-	e.store, _ = newStore(t)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	var err error

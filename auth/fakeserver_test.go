@@ -28,7 +28,7 @@ import (
 // (smart-configuration, authorize with auto-approval, token with PKCE and client authentication, refresh,
 // revocation) and lets a test bend one thing at a time, such as the id_token's claims or algorithm.
 type fakeSMART struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 	opt fakeOptions
 
@@ -87,6 +87,11 @@ type fakeOptions struct {
 	noIDToken bool
 	// now is the server's clock (the test's clock, so that advancing time moves both sides).
 	now func() time.Time
+	// tokenBody, when set, is the whole answer of the token endpoint to any grant it accepts (content type and
+	// body, status 200), for fuzzing the client's parsing of token responses.
+	tokenBody func() (contentType string, body []byte)
+	// idTokenPayload, when set, gives the exact bytes the id_token signs instead of the JSON of its claims.
+	idTokenPayload func(claims map[string]any) []byte
 }
 
 func (f *fakeSMART) base() string { return f.srv.URL + "/site/fhir" }
@@ -104,7 +109,7 @@ var (
 	ecSigningKey, _  = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 )
 
-func newFakeSMART(t *testing.T, update func(*fakeOptions)) *fakeSMART {
+func newFakeSMART(t testing.TB, update func(*fakeOptions)) *fakeSMART {
 	t.Helper()
 	f := &fakeSMART{
 		t:       t,
@@ -367,6 +372,12 @@ func (f *fakeSMART) issue(w http.ResponseWriter, clientID string, c *fakeCode, w
 		resp["id_token"] = f.idToken(clientID, c)
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if f.opt.tokenBody != nil {
+		ct, body := f.opt.tokenBody()
+		w.Header().Set("Content-Type", ct)
+		_, _ = w.Write(body)
+		return
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -388,6 +399,9 @@ func (f *fakeSMART) idToken(clientID string, c *fakeCode) string {
 		f.opt.idToken(claims)
 	}
 	payload, _ := json.Marshal(claims)
+	if f.opt.idTokenPayload != nil {
+		payload = f.opt.idTokenPayload(claims)
+	}
 	if f.opt.alg == "none" {
 		h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
 		return h + "." + base64.RawURLEncoding.EncodeToString(payload) + "."
