@@ -131,7 +131,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	o.Store.SealRecords(o.TokenKeys)
 	tp := activeTracer(o.TracerProvider)
 	if tp != nil {
-		if err := o.Store.InstrumentTracing(tp); err != nil {
+		if err := o.Store.InstrumentTracing(ctx, tp); err != nil {
 			return nil, err
 		}
 	}
