@@ -62,6 +62,9 @@ type ConsentConfig struct {
 	CSRFKey []byte
 	// SecureCookies sets the session cookie's Secure flag and __Host- prefix; on for any https deployment.
 	SecureCookies bool
+	// OweAssembly, when set, is called just before the review moves to consented, and OnConsented just after: a job
+	// lost in between, when this process or Redis fails, stays owed, and a sweeper queues it.
+	OweAssembly func(ctx context.Context, reviewID string) error
 	// OnConsented is called when the last source of a review is authorized (the assembly job is queued there).
 	OnConsented func(ctx context.Context, reviewID string) error
 	// OnWithdrawn is called after a withdrawal (packets are purged there).
@@ -340,6 +343,11 @@ func (f *consentFlow) maybeConsented(ctx context.Context, r *review.Review) erro
 	for _, s := range r.Sources {
 		if !slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == s.Source && rec.Active(now) }) {
 			return nil
+		}
+	}
+	if f.OweAssembly != nil {
+		if err := f.OweAssembly(ctx, r.ID); err != nil {
+			return fmt.Errorf("owe assembly: %w", err)
 		}
 	}
 	if _, err := f.Reviews.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {

@@ -218,7 +218,8 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		Consent: &api.ConsentConfig{
 			Reviews: o.Store, Consents: o.Store, Auth: ac, Sources: info, Providers: providers, Requesters: requesters,
 			CSRFKey: o.CSRFKey, SecureCookies: isHTTPS(o.PublicURL), Now: o.Now, Logger: o.Logger,
-			OnConsented: func(ctx context.Context, id string) error { return o.Store.Enqueue(ctx, id) },
+			OweAssembly: o.Store.OweJob,
+			OnConsented: func(ctx context.Context, id string) error { _, err := o.Store.PayJob(ctx, id); return err },
 			OnWithdrawn: func(ctx context.Context, id string) error { return o.Store.DeletePacket(ctx, id) },
 			Launch:      ac, LaunchStore: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Event: consentEvent,
 			Types: fhir.SearchableTypes(),
@@ -326,14 +327,27 @@ func mergeJWKS(ac *auth.Client, signer crypto.Signer, kid string, retired map[st
 
 func isHTTPS(u string) bool { return len(u) > 8 && u[:8] == "https://" }
 
-// sweepEvery is how often a replica looks for reviews whose consent period has ended.
+// sweepEvery is how often a replica looks for reviews whose consent period has ended, and for consented reviews
+// whose assembly job was never queued.
 const sweepEvery = 30 * time.Second
 
-// sweep expires due reviews (their packets go at once) and revokes their grants at the sources.
+// owedGrace is how long a consent has to queue the assembly job it owes before a sweeper queues it instead; only
+// a failure between the move to consented and the queuing leaves a debt that old.
+const owedGrace = time.Minute
+
+// sweep expires due reviews (their packets go at once) and revokes their grants at the sources, and queues the
+// assembly jobs that consents owe but did not queue.
 func (g *Gateway) sweep(ctx context.Context) {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {
+		paid, err := g.Store.PayOwedJobs(ctx, g.opts.Now().Add(-owedGrace))
+		if err != nil && ctx.Err() == nil {
+			g.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "queue owed assembly jobs failed", slog.String("error", err.Error()))
+		}
+		for _, id := range paid {
+			g.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "queued the assembly job a consent left unqueued", slog.String("review", id))
+		}
 		ids, err := g.Store.ExpireDue(ctx, g.opts.Now())
 		if err != nil && ctx.Err() == nil {
 			g.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "expire reviews failed", slog.String("error", err.Error()))

@@ -4,20 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"secondlook/review"
 )
 
 // The assembly queue is one Redis Stream read by one consumer group: every gateway replica's workers share the
 // work, each job is delivered to one consumer at a time, and a job whose consumer died (not acknowledged within the
-// visibility timeout) is claimed by another (XAUTOCLAIM). Retries wait in a sorted set until due.
+// visibility timeout) is claimed by another (XAUTOCLAIM). Retries wait in a sorted set until due. A review is
+// marked as owed a job before it moves to consented, and the mark is cleared as the job is queued, in one script:
+// a job lost between the move and the queuing (the process or Redis failed in between) is queued by PayOwedJobs.
 //
 //	<prefix>{jobs}:assembly          the stream (field "review")
 //	<prefix>{jobs}:assembly:delayed  retries, scored by due time (ms)
+//	<prefix>{jobs}:assembly:owed     reviews owed a job, scored by when the debt was recorded (ms)
 const (
 	queueGroup = "assemblers"
+	// maxOwedPerSweep bounds the debts one PayOwedJobs call looks at; only failures leave debts behind.
+	maxOwedPerSweep = 1000
 )
 
 // Job is one delivery of an assembly job.
@@ -39,6 +47,73 @@ func (s *Store) EnsureQueue(ctx context.Context) error {
 		return fmt.Errorf("create queue: %w", err)
 	}
 	return nil
+}
+
+func (s *Store) owedKey() string { return s.prefix + "{jobs}:assembly:owed" }
+
+// OweJob records that a review is owed an assembly job. Call it just before the review moves to consented, and
+// PayJob just after: if the process or Redis fails in between, PayOwedJobs queues the job.
+func (s *Store) OweJob(ctx context.Context, reviewID string) error {
+	if err := s.rdb.ZAddNX(ctx, s.owedKey(), redis.Z{Score: float64(time.Now().UnixMilli()), Member: reviewID}).Err(); err != nil {
+		return fmt.Errorf("owe job: %w", err)
+	}
+	return nil
+}
+
+// payScript queues the job a review is owed and clears the debt, atomically, only if the debt is still there: of
+// the consent that moved the review and the sweepers that found it consented, the first to pay queues the one job.
+var payScript = redis.NewScript(`
+if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call("XADD", KEYS[1], "*", "review", ARGV[1])
+return 1`)
+
+// PayJob queues the assembly job a review is owed. It reports false, and queues nothing, when no job is owed: it
+// was paid already.
+func (s *Store) PayJob(ctx context.Context, reviewID string) (bool, error) {
+	stream, _ := s.queueKeys()
+	n, err := payScript.Run(ctx, s.rdb, []string{stream, s.owedKey()}, reviewID).Int()
+	if err != nil {
+		return false, fmt.Errorf("queue owed job: %w", err)
+	}
+	return n == 1, nil
+}
+
+// PayOwedJobs settles the debts recorded before before: a review now consented gets the job it is owed queued; one
+// that has moved on (assembling, ready, withdrawn, expired, failed) or is gone has its debt cleared; one still
+// awaiting consent (its move failed) keeps it until it ends. It returns the reviews whose job it queued.
+func (s *Store) PayOwedJobs(ctx context.Context, before time.Time) ([]string, error) {
+	ids, err := s.rdb.ZRangeByScore(ctx, s.owedKey(), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: maxOwedPerSweep,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read owed jobs: %w", err)
+	}
+	var paid []string
+	for _, id := range ids {
+		state := ""
+		if k, err := s.key("review", id); err == nil {
+			state, err = s.rdb.HGet(ctx, k, "state").Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return paid, fmt.Errorf("read owed jobs: %w", err)
+			}
+		}
+		switch review.State(state) {
+		case review.AwaitingConsent:
+		case review.Consented:
+			ok, err := s.PayJob(ctx, id)
+			if err != nil {
+				return paid, err
+			}
+			if ok {
+				paid = append(paid, id)
+			}
+		default:
+			if err := s.rdb.ZRem(ctx, s.owedKey(), id).Err(); err != nil {
+				return paid, fmt.Errorf("clear owed job: %w", err)
+			}
+		}
+	}
+	return paid, nil
 }
 
 // Enqueue adds an assembly job for a review.

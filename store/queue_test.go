@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"secondlook/review"
 	"secondlook/store"
 	"secondlook/store/storetest"
 )
@@ -87,6 +88,78 @@ func runQueueTests(t *testing.T, newStore storetest.NewStore) {
 		}
 		if n, _ := s.Attempt(ctx, "review-c"); n != 2 {
 			t.Errorf("attempt %d", n)
+		}
+	})
+	t.Run("OwedJobPaidOnce", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := context.Background()
+		_ = s.EnsureQueue(ctx)
+		if paid, err := s.PayJob(ctx, "review-d"); err != nil || paid {
+			t.Fatalf("paid a job nobody owed: %v %v", paid, err)
+		}
+		if err := s.OweJob(ctx, "review-d"); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []bool{true, false} {
+			if paid, err := s.PayJob(ctx, "review-d"); err != nil || paid != want {
+				t.Errorf("PayJob = %v, %v; want %v", paid, err, want)
+			}
+		}
+		if pending, _, err := s.QueueDepth(ctx); err != nil || pending != 1 {
+			t.Errorf("queued %d jobs (%v), want 1", pending, err)
+		}
+	})
+	t.Run("PayOwedJobs", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := context.Background()
+		_ = s.EnsureQueue(ctx)
+		// owed creates a review, records its debt as the consent does before moving it, and moves it along path.
+		owed := func(path ...review.State) string {
+			r, _ := review.New("ehr-1", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "p", Question: "q"}, time.Now(), time.Hour)
+			if err := s.CreateReview(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.OweJob(ctx, r.ID); err != nil {
+				t.Fatal(err)
+			}
+			from := review.AwaitingConsent
+			for _, to := range path {
+				if _, err := s.MoveReview(ctx, r.ID, []review.State{from}, to, ""); err != nil {
+					t.Fatal(err)
+				}
+				from = to
+			}
+			return r.ID
+		}
+		lost := owed(review.Consented)                          // moved, then the consenting process died: never paid
+		waiting := owed()                                       // the move failed: still awaiting consent
+		moved := owed(review.Consented, review.Assembling)      // its job came from elsewhere (a duplicate debt)
+		withdrawn := owed(review.Withdrawn)                     // ended before consenting
+		owed(review.Consented, review.Assembling, review.Ready) // done
+		if paid, err := s.PayOwedJobs(ctx, time.Now().Add(-time.Hour)); err != nil || len(paid) != 0 {
+			t.Fatalf("paid debts recorded after the cut-off: %v %v", paid, err)
+		}
+		paid, err := s.PayOwedJobs(ctx, time.Now().Add(time.Second))
+		if err != nil || len(paid) != 1 || paid[0] != lost {
+			t.Fatalf("PayOwedJobs = %v, %v; want the lost job only", paid, err)
+		}
+		if paid, err := s.PayOwedJobs(ctx, time.Now().Add(time.Second)); err != nil || len(paid) != 0 {
+			t.Fatalf("second PayOwedJobs = %v, %v; want nothing: every debt is settled", paid, err)
+		}
+		for _, id := range []string{moved, withdrawn} {
+			if ok, err := s.PayJob(ctx, id); err != nil || ok {
+				t.Errorf("the debt of a review that moved on was kept: %v %v", ok, err)
+			}
+		}
+		// The review whose move failed keeps its debt: once it is consented, the next sweep queues its job.
+		if _, err := s.MoveReview(ctx, waiting, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
+			t.Fatal(err)
+		}
+		if paid, err := s.PayOwedJobs(ctx, time.Now().Add(time.Second)); err != nil || len(paid) != 1 || paid[0] != waiting {
+			t.Fatalf("PayOwedJobs = %v, %v; want the review consented since", paid, err)
+		}
+		if pending, _, err := s.QueueDepth(ctx); err != nil || pending != 2 {
+			t.Errorf("queued %d jobs (%v), want 2", pending, err)
 		}
 	})
 	t.Run("Packet", func(t *testing.T) {

@@ -1,0 +1,74 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"secondlook/auth"
+	"secondlook/fhir"
+	"secondlook/review"
+	"secondlook/seal"
+	"secondlook/store"
+)
+
+// TestSweepQueuesTheJobAConsentOwes: the replica that moved a review to consented died (or lost Redis) before it
+// queued the assembly job. The sweeper of any replica, even an API-only one, queues it once the debt is old enough.
+func TestSweepQueuesTheJobAConsentOwes(t *testing.T) {
+	rdb, mr, err := store.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close(); mr.Close() })
+	st := store.New(rdb, "sweep-test:")
+	ring, err := seal.NewKeyring(map[string][]byte{"k1": make([]byte, 32)}, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	later := time.Now().Add(2 * owedGrace) // the sweeper's clock, past the grace a consent has to queue its job
+	gw, err := New(context.Background(), Options{
+		PublicURL: "http://127.0.0.1:9", Store: st, TokenKeys: ring, Signer: sig, SignerKID: "s1", CSRFKey: make([]byte, 32),
+		Sources: []Source{{ID: "hospital", Name: "Hospital", Kind: "hospital", FHIR: fhir.Options{BaseURL: "http://127.0.0.1:9/fhir"},
+			Auth: auth.Source{ClientID: "gw", Method: auth.MethodClientSecretBasic, Secret: []byte("s")}}},
+		Now: func() time.Time { return later },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "hospital"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
+	if err := st.CreateReview(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	// What the consent does before the process dies: the debt, then the move; the job is never queued.
+	if err := st.OweJob(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- gw.RunWorkers(wctx) }() // no workers: only the sweeper runs
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		pending, _, err := st.QueueDepth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pending == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the owed job was not queued: %d pending", pending)
+		}
+	}
+	if paid, err := st.PayJob(ctx, r.ID); err != nil || paid {
+		t.Errorf("the debt outlived the job the sweeper queued: %v %v", paid, err)
+	}
+}
