@@ -176,7 +176,7 @@ func KeyID(sealed []byte) (string, error) {
 
 func header(kid string) []byte {
 	h := make([]byte, 0, 2+len(kid))
-	h = append(h, Version, byte(len(kid)))
+	h = append(h, Version, byte(len(kid))) //nolint:gosec // G115: checkKID holds every key id to 1..maxKIDLen (64) bytes
 	return append(h, kid...)
 }
 
