@@ -40,7 +40,7 @@ func runAuditTests(t *testing.T, newStore storetest.NewStore) {
 		t.Fatalf("%d entries, want 20", len(trail))
 	}
 	// An entry slipped in without the chain breaks it.
-	var rdb redis.UniversalClient = s.Client()
+	rdb := s.Client()
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.Prefix() + "{rev-audit}:audit", Values: []any{"event", "{}", "prev", trail[19].Hash, "hash", "forged"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
