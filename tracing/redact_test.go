@@ -86,26 +86,26 @@ func flatten(spans tracetest.SpanStubs) string {
 	for _, s := range spans {
 		fmt.Fprintf(&b, "span %q status %v %q scope %q\n", s.Name, s.Status.Code, s.Status.Description, s.InstrumentationScope.Name)
 		for _, kv := range s.Attributes {
-			fmt.Fprintf(&b, "  attr %s: %s\n", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, "  attr %s: %s\n", kv.Key, kv.Value.String())
 		}
 		for _, e := range s.Events {
 			fmt.Fprintf(&b, "  event %q\n", e.Name)
 			for _, kv := range e.Attributes {
-				fmt.Fprintf(&b, "    attr %s: %s\n", kv.Key, kv.Value.Emit())
+				fmt.Fprintf(&b, "    attr %s: %s\n", kv.Key, kv.Value.String())
 			}
 		}
 		for _, l := range s.Links {
 			for _, kv := range l.Attributes {
-				fmt.Fprintf(&b, "  link attr %s: %s\n", kv.Key, kv.Value.Emit())
+				fmt.Fprintf(&b, "  link attr %s: %s\n", kv.Key, kv.Value.String())
 			}
 		}
 		if s.Resource != nil {
 			for _, kv := range s.Resource.Attributes() {
-				fmt.Fprintf(&b, "  resource %s: %s\n", kv.Key, kv.Value.Emit())
+				fmt.Fprintf(&b, "  resource %s: %s\n", kv.Key, kv.Value.String())
 			}
 		}
 		for _, kv := range s.InstrumentationScope.Attributes.ToSlice() {
-			fmt.Fprintf(&b, "  scope attr %s: %s\n", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, "  scope attr %s: %s\n", kv.Key, kv.Value.String())
 		}
 	}
 	return b.String()
@@ -147,7 +147,7 @@ func TestRedactDropsEveryIdentifier(t *testing.T) {
 		}
 		m := map[string]string{}
 		for _, kv := range s.Attributes {
-			m[string(kv.Key)] = kv.Value.Emit()
+			m[string(kv.Key)] = kv.Value.String()
 		}
 		return m
 	}
