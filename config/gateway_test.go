@@ -562,13 +562,13 @@ func TestValidateForServeSecrets(t *testing.T) {
 		{name: "token key not base64", mutate: func(t *testing.T, _ *Config, _ keyFiles) {
 			t.Setenv("SL_TOKEN_KEY_2025_06", "not*base64*"+secretValue)
 		}, want: []Problem{{"keys.token_encryption[tok-2025-06].secret", "secret env:SL_TOKEN_KEY_2025_06 is not base64"}}},
-		{name: "signing key not PEM", mutate: func(t *testing.T, c *Config, f keyFiles) {
+		{name: "signing key not PEM", mutate: func(_ *testing.T, c *Config, f keyFiles) {
 			c.Keys.Signing[0].PrivateKey = SecretRef("file:" + f.write("junk.pem", []byte(secretValue)))
 		}, want: []Problem{{"keys.signing[sig-2026-01].private_key", "private key file:{dir}/junk.pem is not PEM"}}},
 		{name: "signing key small RSA", mutate: func(t *testing.T, c *Config, f keyFiles) {
 			c.Keys.Signing[0].PrivateKey = SecretRef("file:" + f.write("rsa1024.pem", pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsaKey(t, 1024)))))
 		}, want: []Problem{{"keys.signing[sig-2026-01].private_key", "private key file:{dir}/rsa1024.pem is a 1024-bit RSA key; want at least 2048 bits"}}},
-		{name: "signing key missing file", mutate: func(t *testing.T, c *Config, f keyFiles) {
+		{name: "signing key missing file", mutate: func(_ *testing.T, c *Config, f keyFiles) {
 			c.Keys.Signing[0].PrivateKey = SecretRef("file:" + filepath.Join(f.dir, "none.pem"))
 		}, want: []Problem{{"keys.signing[sig-2026-01].private_key",
 			"resolve secret file:{dir}/none.pem: open {dir}/none.pem: no such file or directory"}}},
@@ -586,9 +586,9 @@ func TestValidateForServeSecrets(t *testing.T) {
 			c.Sources[1].Auth.PrivateKey = SecretRef("file:" + f.write("p256.pem", pkcs8(t, ecKey(t, elliptic.P256()))))
 		}, want: []Problem{{"sources[on-hie].auth.private_key",
 			"private key file:{dir}/p256.pem is not an ECDSA P-384 key, which signing_alg ES384 needs"}}},
-		{name: "source key not RSA for RS384", mutate: func(t *testing.T, c *Config, _ keyFiles) { c.Sources[1].Auth.SigningAlg = AlgRS384 },
+		{name: "source key not RSA for RS384", mutate: func(_ *testing.T, c *Config, _ keyFiles) { c.Sources[1].Auth.SigningAlg = AlgRS384 },
 			want: []Problem{{"sources[on-hie].auth.private_key", "private key {onhie} is not an RSA key, which signing_alg RS384 needs"}}},
-		{name: "malformed references are reported once, by Validate", mutate: func(t *testing.T, c *Config, _ keyFiles) {
+		{name: "malformed references are reported once, by Validate", mutate: func(_ *testing.T, c *Config, _ keyFiles) {
 			c.Keys.CSRF = secretValue
 			c.Keys.Deid.Secret = secretValue
 		}, want: []Problem{
