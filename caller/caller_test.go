@@ -183,7 +183,7 @@ func TestUntrustedIssuerIsNeverContacted(t *testing.T) {
 	is := newIssuer(t)
 	v := newVerifier(t, is)
 	var hits atomic.Int32
-	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	evil := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
 	defer evil.Close()
 	for _, raw := range []string{
 		is.token(t, func(c *claims) { c.Issuer = evil.URL }),
