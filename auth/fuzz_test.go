@@ -158,9 +158,9 @@ func FuzzCallback(f *testing.F) {
 	f.Add("", "", "", "", "", uint8(cbNoIss))
 	f.Add("", "", "", "", "", uint8(cbBinding))
 	f.Fuzz(func(t *testing.T, state, code, iss, errCode, errDesc string, mask uint8) {
-		real := e.callback(t)
+		issued := e.callback(t)
 		q := url.Values{}
-		for k, v := range real {
+		for k, v := range issued {
 			q[k] = slices.Clone(v)
 		}
 		if mask&cbState != 0 {
@@ -189,7 +189,7 @@ func FuzzCallback(f *testing.F) {
 		probe.reset()
 		g, err := e.client.Complete(context.Background(), "h1", q, binding)
 		probe.check(t, state, code, iss, errCode, errDesc)
-		genuine := q.Get("state") == real.Get("state") && q.Get("code") == real.Get("code") && q.Get("iss") == real.Get("iss") &&
+		genuine := q.Get("state") == issued.Get("state") && q.Get("code") == issued.Get("code") && q.Get("iss") == issued.Get("iss") &&
 			!q.Has("error") && binding == testBinding
 		if err != nil {
 			checkAuthErr(t, err)
