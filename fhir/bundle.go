@@ -350,8 +350,8 @@ func jsonErr(err error) error {
 	return fmt.Errorf("%w: malformed JSON", ErrInvalidResponse)
 }
 
-// checkDepth reports a LimitError when v nests objects and arrays deeper than max.
-func checkDepth(v []byte, max int) error {
+// checkDepth reports a LimitError when v nests objects and arrays deeper than maxDepth.
+func checkDepth(v []byte, maxDepth int) error {
 	depth, inStr, esc := 0, false, false
 	for _, c := range v {
 		if inStr {
@@ -370,8 +370,8 @@ func checkDepth(v []byte, max int) error {
 			inStr = true
 		case '{', '[':
 			depth++
-			if depth > max {
-				return &LimitError{Op: "decode JSON", Limit: "max_json_depth", Value: int64(max)}
+			if depth > maxDepth {
+				return &LimitError{Op: "decode JSON", Limit: "max_json_depth", Value: int64(maxDepth)}
 			}
 		case '}', ']':
 			depth--

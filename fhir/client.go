@@ -395,7 +395,7 @@ func (c *Client) backoff(attempt int, err error) (time.Duration, bool) {
 	if ceil > c.opts.Retry.MaxDelay || ceil <= 0 {
 		ceil = c.opts.Retry.MaxDelay
 	}
-	wait := time.Duration(rand.Int64N(int64(ceil)) + 1)
+	wait := time.Duration(rand.Int64N(int64(ceil)) + 1) //nolint:gosec // G404: retry jitter, not a secret: math/rand is right here
 	var oe *OutcomeError
 	if errors.As(err, &oe) && oe.RetryAfter != "" {
 		if ra, ok := parseRetryAfter(oe.RetryAfter, time.Now()); ok && ra > wait {

@@ -240,7 +240,7 @@ func TestDeadlineAndRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if min := time.Duration(rec.Stats.Requests-1) * 100 * time.Millisecond; time.Since(start) < min {
+	if least := time.Duration(rec.Stats.Requests-1) * 100 * time.Millisecond; time.Since(start) < least {
 		t.Errorf("%d requests in %s at 10/s", rec.Stats.Requests, time.Since(start))
 	}
 }
