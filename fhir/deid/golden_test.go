@@ -46,10 +46,10 @@ func TestGolden(t *testing.T) {
 			got := goldenRun(t, data)
 			path := filepath.Join("testdata", "golden", name+".golden.json")
 			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(path, got, 0o644); err != nil {
+				if err := os.WriteFile(path, got, 0o600); err != nil {
 					t.Fatal(err)
 				}
 				return

@@ -560,7 +560,7 @@ func addNameWord(m *matcher, w string) {
 func splitWords(s string) []string {
 	var out []string
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool {
-		return r < 0x80 && !isAlnum(byte(r))
+		return r < 0x80 && !isAlnum(byte(r)) //nolint:gosec // G115: r < 0x80 fits in a byte
 	}) {
 		if w := normalize(f); w != "" {
 			out = append(out, w)

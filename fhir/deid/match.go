@@ -91,7 +91,7 @@ func normalize(s string) string {
 	for _, r := range s {
 		switch {
 		case r < utf8.RuneSelf:
-			c := byte(r)
+			c := byte(r) //nolint:gosec // G115: r < utf8.RuneSelf fits in a byte
 			if isAlnum(c) {
 				b.WriteByte(lower(c))
 			}

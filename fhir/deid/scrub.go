@@ -532,6 +532,8 @@ func numberRunAt(s []byte, i int, announced bool) (int, string) {
 	return j, ""
 }
 
+// phoneShaped reports whether n digits in groups of sizes read as a phone number. A bare run of ten digits does
+// not: it is as likely an identifier (a health card number), and is redacted as [ID].
 func phoneShaped(n, groups int, sizes []int, first byte) bool {
 	if first == '+' || first == '(' {
 		return true
@@ -540,7 +542,7 @@ func phoneShaped(n, groups int, sizes []int, first byte) bool {
 	case 7:
 		return groups == 2 && sizes[0] == 3
 	case 10:
-		return groups == 1 && false || groups == 3 && sizes[0] == 3 && sizes[1] == 3 && sizes[2] == 4
+		return groups == 3 && sizes[0] == 3 && sizes[1] == 3 && sizes[2] == 4
 	case 11:
 		return groups == 4 && sizes[0] == 1
 	}

@@ -139,8 +139,7 @@ func (b *tapeBuilder) value(depth int, nameStart, nameEnd int32, nameEsc bool) e
 		}
 		k := raw[0]
 		switch k {
-		case '"':
-		case 't', 'f', 'n':
+		case '"', 't', 'f', 'n': // string, true, false, null: the first byte is the kind
 		default:
 			k = '0'
 		}
