@@ -109,6 +109,9 @@ type Consent struct {
 type Callers struct {
 	// Issuers lists the trusted token issuers; ids unique.
 	Issuers []Issuer `yaml:"issuers"`
+	// RateLimit bounds each client's API requests, counted across every replica in Redis; default 50 a second with
+	// a burst of 100, each at most 10000. A client over it gets 429 with Retry-After.
+	RateLimit RateLimit `yaml:"rate_limit"`
 }
 
 // Issuer is a trusted OpenID Connect token issuer and the clients it vouches for.
@@ -227,11 +230,11 @@ type Timeouts struct {
 	Overall Duration `yaml:"overall"`
 }
 
-// RateLimit is a token bucket applied to requests to one source.
+// RateLimit is a token bucket applied to requests to one source, or from one API client.
 type RateLimit struct {
-	// RequestsPerSecond is the sustained rate; default 10, greater than 0 and at most 1000.
+	// RequestsPerSecond is the sustained rate; for a source default 10, greater than 0 and at most 1000.
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
-	// Burst is the bucket size; default 10, 1..1000.
+	// Burst is the bucket size; for a source default 10, 1..1000.
 	Burst int `yaml:"burst"`
 }
 
@@ -292,25 +295,27 @@ const (
 
 // Defaults applied by ApplyDefaults to settings left at their zero value.
 const (
-	defaultLogLevel           = LogLevelInfo
-	defaultLogFormat          = LogFormatJSON
-	defaultAuthMethod         = AuthClientSecretBasic
-	defaultSigningAlg         = AlgRS384
-	defaultScopeDialect       = ScopeDialectAuto
-	defaultRequestTimeout     = 30 * time.Second
-	defaultOverallTimeout     = 5 * time.Minute
-	defaultConcurrency        = 4
-	defaultRequestsPerSecond  = 10
-	defaultBurst              = 10
-	defaultMaxPages           = 100
-	defaultMaxResources       = 20000
-	defaultMaxBytes           = 256 << 20
-	defaultMaxBodyBytes       = 32 << 20
-	defaultMaxAttachmentBytes = 16 << 20
-	defaultMaxJSONDepth       = 64
-	defaultMaxAttempts        = 4
-	defaultBaseDelay          = 200 * time.Millisecond
-	defaultMaxDelay           = 10 * time.Second
+	defaultLogLevel                = LogLevelInfo
+	defaultLogFormat               = LogFormatJSON
+	defaultAuthMethod              = AuthClientSecretBasic
+	defaultSigningAlg              = AlgRS384
+	defaultScopeDialect            = ScopeDialectAuto
+	defaultRequestTimeout          = 30 * time.Second
+	defaultOverallTimeout          = 5 * time.Minute
+	defaultConcurrency             = 4
+	defaultRequestsPerSecond       = 10
+	defaultCallerRequestsPerSecond = 50
+	defaultCallerBurst             = 100
+	defaultBurst                   = 10
+	defaultMaxPages                = 100
+	defaultMaxResources            = 20000
+	defaultMaxBytes                = 256 << 20
+	defaultMaxBodyBytes            = 32 << 20
+	defaultMaxAttachmentBytes      = 16 << 20
+	defaultMaxJSONDepth            = 64
+	defaultMaxAttempts             = 4
+	defaultBaseDelay               = 200 * time.Millisecond
+	defaultMaxDelay                = 10 * time.Second
 
 	defaultServerAddr          = "127.0.0.1:8080"
 	defaultBodyLimit           = "1M"
@@ -377,6 +382,8 @@ func (c *Config) ApplyDefaults() {
 		c.Assembly.Workers = new(defaultAssemblyWorkers)
 	}
 	setDefault(&c.Assembly.MaxAttempts, defaultAssemblyMaxAttempts)
+	setDefault(&c.Callers.RateLimit.RequestsPerSecond, defaultCallerRequestsPerSecond)
+	setDefault(&c.Callers.RateLimit.Burst, defaultCallerBurst)
 	setDefault(&c.Assembly.BaseDelay, Duration(defaultAssemblyBaseDelay))
 	setDefault(&c.Assembly.Visibility, Duration(defaultAssemblyVisibility))
 

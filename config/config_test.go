@@ -57,7 +57,7 @@ func wantExample() *Config {
 				Audience: "https://gateway.example.org/secondlook",
 				Clients:  []CallerClient{{ID: "0oa1b2C3onco", Name: "Oncology Second Opinions", Kind: "provider"}},
 			},
-		}},
+		}, RateLimit: RateLimit{RequestsPerSecond: 20, Burst: 40}},
 		Assembly: Assembly{
 			Workers:     new(4),
 			MaxAttempts: 6,
@@ -143,6 +143,7 @@ func wantDefaults() *Config {
 		},
 		Redis:    Redis{URL: "redis://127.0.0.1:6379/0", Prefix: "secondlook:"},
 		Consent:  Consent{Validity: Duration(720 * time.Hour)},
+		Callers:  Callers{RateLimit: RateLimit{RequestsPerSecond: 50, Burst: 100}},
 		Assembly: Assembly{Workers: new(2), MaxAttempts: 5, BaseDelay: Duration(5 * time.Second), Visibility: Duration(2 * time.Minute)},
 		Tracing:  Tracing{SampleRatio: 1, ServiceName: "secondlook"},
 	}

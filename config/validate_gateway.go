@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -14,6 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+)
+
+// Bounds of the per-client API rate limit.
+const (
+	maxCallerRequestsPerSec = 10000
+	maxCallerBurst          = 10000
 )
 
 // The checks of the sections `secondlook serve` reads: server, redis, keys, callers and assembly.
@@ -206,6 +213,13 @@ func (v *validator) currentKey(path, current, listPath string, ids []string) {
 }
 
 func (v *validator) callers(c *Callers) {
+	// Zero is unset: ApplyDefaults puts the default there.
+	if rps := c.RateLimit.RequestsPerSecond; rps < 0 || rps > maxCallerRequestsPerSec || math.IsNaN(rps) {
+		v.add("callers.rate_limit.requests_per_second", "must be greater than 0 and at most %d; got %v", maxCallerRequestsPerSec, rps)
+	}
+	if b := c.RateLimit.Burst; b != 0 {
+		v.intRange("callers.rate_limit.burst", b, 1, maxCallerBurst)
+	}
 	issuerIDs := make([]string, len(c.Issuers))
 	var clientIDs []string
 	for i, is := range c.Issuers {

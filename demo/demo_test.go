@@ -74,6 +74,8 @@ func TestMetricsAfterWalkthrough(t *testing.T) {
 		`secondlook_upstream_requests_total{interaction="search",outcome="2xx",source="province",type="DiagnosticReport"}`,
 		`secondlook_assembly_stage_duration_seconds_count{stage="de-identifying"} 1`,
 		`secondlook_assembly_jobs_pending 0`,
+		`secondlook_reviews{state="ready"} 1`,
+		`secondlook_reviews{state="awaiting-consent"} 0`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)

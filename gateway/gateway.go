@@ -80,6 +80,10 @@ type Options struct {
 	MetricsOnMainListener bool
 	// CORSOrigins are the browser origins allowed cross-origin access to the API (none: CORS off).
 	CORSOrigins []string
+	// CallerRate and CallerBurst limit each API client across every replica (default 50 requests a second, burst
+	// 100).
+	CallerRate  float64
+	CallerBurst int
 	// TracerProvider, when set and not the no-op provider, traces the HTTP edge, Redis commands, upstream FHIR and
 	// authorization-server requests and assembly jobs (see package tracing); nil installs no instrumentation.
 	TracerProvider trace.TracerProvider
@@ -209,6 +213,20 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	if o.Metrics != nil {
 		rec, consentEvent, observer = o.Metrics, o.Metrics.Consent, o.Metrics
 		o.Metrics.QueueGauges(o.Store.QueueDepth)
+		var live []string
+		for _, st := range review.States() {
+			if !st.Final() {
+				live = append(live, string(st))
+			}
+		}
+		o.Metrics.ReviewGauges(func(ctx context.Context) (map[string]int64, error) {
+			counts, err := o.Store.ReviewCounts(ctx)
+			out := make(map[string]int64, len(counts))
+			for st, n := range counts {
+				out[string(st)] = n
+			}
+			return out, err
+		}, live)
 	}
 	h, err := api.New(api.Config{
 		Metrics: rec, ServeMetrics: o.MetricsOnMainListener, CORSOrigins: o.CORSOrigins, TracerProvider: tp,
@@ -226,7 +244,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		},
 		Reviews: &api.ReviewsConfig{
 			Callers: verifier, Store: o.Store, PublicURL: o.PublicURL, Validity: o.ConsentValidity, Now: o.Now, Logger: o.Logger,
-			Limiter: o.Store,
+			Limiter: o.Store, CallerRate: o.CallerRate, CallerBurst: o.CallerBurst,
 			Catalog: review.Catalog{
 				Sources:   func(id string) bool { _, ok := info[id]; return ok },
 				Providers: func(id string) bool { _, ok := providers[id]; return ok },

@@ -39,6 +39,11 @@ func CanMove(from, to State) bool { return slices.Contains(next[from], to) }
 // Final reports whether no move leaves s.
 func (s State) Final() bool { return len(next[s]) == 0 }
 
+// States returns every state, in the order of a review's life.
+func States() []State {
+	return []State{AwaitingConsent, Consented, Assembling, Ready, Expired, Withdrawn, Failed}
+}
+
 // Valid reports whether s is one of the states.
 func (s State) Valid() bool {
 	switch s {

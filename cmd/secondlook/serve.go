@@ -222,6 +222,7 @@ func gatewayOptions(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	o.Logger = logger
 	o.Metrics = metrics.New()
 	o.CORSOrigins = cfg.Server.CORSOrigins
+	o.CallerRate, o.CallerBurst = cfg.Callers.RateLimit.RequestsPerSecond, cfg.Callers.RateLimit.Burst
 	return o, rdb, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,6 +90,7 @@ callers:
       clients:
         - {id: ehr-1, name: Test EHR, kind: ehr}
         - {id: onco, name: Test Oncology, kind: provider}
+  rate_limit: {requests_per_second: 0.5, burst: 3}
 sources:
   - id: hospital
     name: Sandbox Hospital
@@ -187,6 +189,25 @@ tracing:
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		t.Errorf("create review: %d", resp.StatusCode)
+	}
+	// The configured per-client rate (burst 3) holds: the fourth quick request of one provider is refused.
+	tok := is.Token(t, "onco", "https://gateway.test", nil)
+	var statuses []int
+	for range 5 {
+		req, _ := http.NewRequest("GET", base+"/api/v1/packets", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		statuses = append(statuses, resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+	}
+	if !slices.Contains(statuses, http.StatusTooManyRequests) || statuses[0] != http.StatusOK {
+		t.Errorf("statuses %v: want 200 first and a 429 past the configured burst of 3", statuses)
 	}
 	cancel()
 	select {
