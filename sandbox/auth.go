@@ -188,7 +188,7 @@ func (c *authClient) DevMode() bool                        { return false }
 func (c *authClient) IsScopeAllowed(scope string) bool     { return scopeAllowed(scope, c.version) }
 func (c *authClient) IDTokenUserinfoClaimsAssertion() bool { return false }
 func (c *authClient) ClockSkew() time.Duration             { return 0 }
-func (c *authClient) RestrictAdditionalIdTokenScopes() func([]string) []string {
+func (c *authClient) RestrictAdditionalIdTokenScopes() func([]string) []string { //nolint:revive // var-naming: the name is zitadel/oidc's op.Client method
 	return func(s []string) []string { return s }
 }
 func (c *authClient) RestrictAdditionalAccessTokenScopes() func([]string) []string {

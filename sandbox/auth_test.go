@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func scopeSet(v any) []string {
 
 func TestAuthDiscovery(t *testing.T) {
 	for _, version := range []int{1, 2} {
-		t.Run("v"+string(rune('0'+version)), func(t *testing.T) {
+		t.Run("v"+strconv.Itoa(version), func(t *testing.T) {
 			e := newAuthEnv(t, func(o *AuthOptions) { o.ScopeVersion = version })
 			iss := e.issuer()
 			sc := e.getJSON(t, e.fhirBase()+"/.well-known/smart-configuration")
@@ -438,13 +439,13 @@ func TestAuthSignInFormNeedsItsBrowser(t *testing.T) {
 		_ = resp.Body.Close()
 		return resp.StatusCode
 	}
-	if st := status(e.browser(t).PostForm(e.http.URL+f.action, form)); st != http.StatusForbidden {
+	if st := status(e.browser(t).PostForm(e.http.URL+f.action, form)); st != http.StatusForbidden { //nolint:bodyclose // status closes it
 		t.Errorf("form from another browser: %d", st)
 	}
 	b := e.browser(t)
 	f = e.openLogin(t, b, e.authorizeURL(authRequestParams{}, newVerifier()))
 	forged := url.Values{"decision": {"approve"}, "patient": {p1}, "id": {f.hidden.Get("id")}, "csrf": {"forged"}}
-	if st := status(b.PostForm(e.http.URL+f.action, forged)); st != http.StatusForbidden {
+	if st := status(b.PostForm(e.http.URL+f.action, forged)); st != http.StatusForbidden { //nolint:bodyclose // status closes it
 		t.Errorf("forged CSRF token: %d", st)
 	}
 	// A forged token sent as both cookie and field does not match the request's.

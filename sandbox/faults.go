@@ -145,7 +145,7 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *response, f *Fa
 		}
 		for len(body) > 0 {
 			n := min(chunk, len(body))
-			if _, err := w.Write(body[:n]); err != nil {
+			if _, err := w.Write(body[:n]); err != nil { //nolint:gosec // G705: a FHIR response the handler built, sent with its own Content-Type (JSON, or a Binary's)
 				return
 			}
 			_ = rc.Flush()
@@ -154,7 +154,7 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *response, f *Fa
 				return
 			}
 		}
-	} else if _, err := w.Write(body); err != nil {
+	} else if _, err := w.Write(body); err != nil { //nolint:gosec // G705: as above
 		return
 	}
 	if truncate {

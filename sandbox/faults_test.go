@@ -151,8 +151,8 @@ func TestFaults(t *testing.T) {
 		site.Faults().Add(Fault{Path: "metadata", Times: 1, SlowBody: 30 * time.Millisecond})
 		start := time.Now()
 		r := ts.get(t, base+"/metadata")
-		if el, min := time.Since(start), time.Duration(chunks-1)*30*time.Millisecond; el < min || !bytes.Equal(r.body, want) {
-			t.Errorf("slow body: %v elapsed (want at least %v), body intact %v", el, min, bytes.Equal(r.body, want))
+		if el, least := time.Since(start), time.Duration(chunks-1)*30*time.Millisecond; el < least || !bytes.Equal(r.body, want) {
+			t.Errorf("slow body: %v elapsed (want at least %v), body intact %v", el, least, bytes.Equal(r.body, want))
 		}
 		// Headers come at once; the body outlasts a short client timeout.
 		site.Faults().Add(Fault{Path: "metadata", Times: 1, SlowBody: 200 * time.Millisecond, ChunkSize: 64})

@@ -111,7 +111,7 @@ func (a *authServer) loginForm(w http.ResponseWriter, r *http.Request) {
 		loginError(w, http.StatusBadRequest, "This sign-in request is unknown or has expired. Start again from the application.")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
+	http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: HttpOnly and SameSite set; Secure whenever the sandbox is served over TLS
 		Name: csrfCookie(req.id), Value: req.csrf, Path: "/" + a.site.name + "/auth/login",
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode, MaxAge: int(authRequestTTL.Seconds()),
 	})
@@ -158,7 +158,7 @@ func (a *authServer) loginDecision(w http.ResponseWriter, r *http.Request) {
 		loginError(w, http.StatusBadRequest, "This sign-in request is unknown or has expired. Start again from the application.")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: csrfCookie(id), Value: "", Path: "/" + a.site.name + "/auth/login", MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie(id), Value: "", Path: "/" + a.site.name + "/auth/login", MaxAge: -1}) //nolint:gosec // G124: deletes the cookie; it carries nothing
 	issuer := a.issuer(r)
 	switch r.PostForm.Get("decision") {
 	case "deny":

@@ -382,8 +382,8 @@ func parseRefCriterion(v string) refCriterion {
 	if n := len(segs); n >= 4 && segs[n-2] == "_history" {
 		segs = segs[:n-2]
 	}
-	switch n := len(segs); {
-	case n == 1:
+	switch n := len(segs); n {
+	case 1:
 		return refCriterion{id: segs[0]}
 	default:
 		return refCriterion{typ: segs[n-2], id: segs[n-1]}

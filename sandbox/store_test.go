@@ -226,7 +226,7 @@ func TestDefaultBundlesAndLoadDir(t *testing.T) {
 	dir := t.TempDir()
 	for name, body := range map[string]string{"b.json": "B", "a.json": "A", "c.txt": "C", "sub/d.json": "D"} {
 		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
