@@ -68,7 +68,7 @@ func TestFaults(t *testing.T) {
 		{
 			name:  "Retry-After longer than the client waits is not cut short",
 			fault: sandbox.Fault{Path: "Condition", Status: 503, RetryAfter: "120"},
-			check: func(t *testing.T, h *hospital, _ *fhir.Record, err error, elapsed time.Duration) {
+			check: func(t *testing.T, h *hospital, _ *fhir.Record, err error, _ time.Duration) {
 				var oe *fhir.OutcomeError
 				if !errors.As(err, &oe) || oe.StatusCode != 503 || oe.RetryAfter != "120" {
 					t.Fatalf("err = %v, want the 503 with its Retry-After", err)
@@ -149,7 +149,7 @@ func TestFaults(t *testing.T) {
 				o.RequestTimeout = 200 * time.Millisecond
 				o.Retry.MaxAttempts = 2
 			},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, elapsed time.Duration) {
+			check: func(t *testing.T, _ *hospital, _ *fhir.Record, err error, elapsed time.Duration) {
 				if err == nil || !strings.Contains(err.Error(), "timed out") {
 					t.Fatalf("err = %v, want a timeout", err)
 				}
@@ -166,7 +166,7 @@ func TestFaults(t *testing.T) {
 				o.RequestTimeout = 250 * time.Millisecond
 				o.Retry.MaxAttempts = 1
 			},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, elapsed time.Duration) {
+			check: func(t *testing.T, _ *hospital, _ *fhir.Record, err error, _ time.Duration) {
 				if err == nil || !strings.Contains(err.Error(), "timed out") {
 					t.Fatalf("err = %v, want a timeout", err)
 				}
@@ -177,7 +177,7 @@ func TestFaults(t *testing.T) {
 			name:  "truncated JSON gives a clear error",
 			fault: sandbox.Fault{Path: "Condition", TruncateAfter: 200},
 			opts:  func(o *fhir.Options) { o.Retry.MaxAttempts = 2 },
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
+			check: func(t *testing.T, _ *hospital, _ *fhir.Record, err error, _ time.Duration) {
 				if err == nil || !strings.Contains(err.Error(), "search Condition") ||
 					!(strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "truncated")) {
 					t.Fatalf("err = %v, want a truncated-response error naming the search", err)
@@ -190,7 +190,7 @@ func TestFaults(t *testing.T) {
 			fault: sandbox.Fault{Path: "Condition", Rewrite: func(b []byte) []byte {
 				return b[:len(b)/2]
 			}},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
+			check: func(t *testing.T, _ *hospital, _ *fhir.Record, err error, _ time.Duration) {
 				if !errors.Is(err, fhir.ErrInvalidResponse) || !strings.Contains(err.Error(), "truncated JSON") {
 					t.Fatalf("err = %v, want truncated JSON", err)
 				}
@@ -217,7 +217,7 @@ func TestFaults(t *testing.T) {
 			fault: sandbox.Fault{Path: "DiagnosticReport", Rewrite: rewriteBundle(func(b map[string]any) {
 				setLink(b, "next", link(b, "self")) // next points at the page itself
 			})},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
+			check: func(t *testing.T, _ *hospital, _ *fhir.Record, err error, _ time.Duration) {
 				if !errors.Is(err, fhir.ErrPagingLoop) {
 					t.Fatalf("err = %v, want ErrPagingLoop", err)
 				}
@@ -259,7 +259,7 @@ func TestFaults(t *testing.T) {
 		{
 			name:  "HTML error page with status 200",
 			fault: sandbox.Fault{Path: "Condition", ContentType: "text/html", Body: []byte("<html><body>Service unavailable</body></html>")},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
+			check: func(t *testing.T, _ *hospital, _ *fhir.Record, err error, _ time.Duration) {
 				if !errors.Is(err, fhir.ErrInvalidResponse) {
 					t.Fatalf("err = %v, want ErrInvalidResponse", err)
 				}
@@ -269,7 +269,7 @@ func TestFaults(t *testing.T) {
 		{
 			name:  "invalid UTF-8",
 			fault: sandbox.Fault{Path: "Condition", Rewrite: func(b []byte) []byte { return bytes.Replace(b, []byte(`"Condition"`), []byte("\"Cond\xffition\""), 1) }},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
+			check: func(t *testing.T, _ *hospital, _ *fhir.Record, err error, _ time.Duration) {
 				if !errors.Is(err, fhir.ErrInvalidResponse) {
 					t.Fatalf("err = %v, want ErrInvalidResponse", err)
 				}
@@ -371,7 +371,7 @@ func TestFaults(t *testing.T) {
 		{
 			name:  "JSON under a wrong content type refused",
 			fault: sandbox.Fault{Path: "Condition", ContentType: "text/plain"},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
+			check: func(t *testing.T, _ *hospital, _ *fhir.Record, err error, _ time.Duration) {
 				if !errors.Is(err, fhir.ErrInvalidResponse) || !strings.Contains(err.Error(), "content type") {
 					t.Fatalf("err = %v, want ErrInvalidResponse for the content type", err)
 				}
@@ -394,7 +394,7 @@ func TestFaults(t *testing.T) {
 		{
 			name:  "server that is not R4",
 			fault: sandbox.Fault{Path: "metadata", Rewrite: func(b []byte) []byte { return bytes.Replace(b, []byte(`"4.0.1"`), []byte(`"5.0.0"`), 1) }},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
+			check: func(t *testing.T, _ *hospital, _ *fhir.Record, err error, _ time.Duration) {
 				if !errors.Is(err, fhir.ErrUnsupportedVersion) {
 					t.Fatalf("err = %v, want ErrUnsupportedVersion", err)
 				}
@@ -420,7 +420,7 @@ func TestFaults(t *testing.T) {
 }
 
 func limitCheck(limit string) func(t *testing.T, h *hospital, rec *fhir.Record, err error, _ time.Duration) {
-	return func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
+	return func(t *testing.T, _ *hospital, _ *fhir.Record, err error, _ time.Duration) {
 		var le *fhir.LimitError
 		if !errors.As(err, &le) || le.Limit != limit {
 			t.Fatalf("err = %v, want LimitError %s", err, limit)
@@ -520,7 +520,7 @@ func TestTokens(t *testing.T) {
 
 	// A redirect to another host is not followed.
 	var leaked bool
-	other := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+	other := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, _ *http.Request) {
 		leaked = true
 	}))
 	defer other.Close()
