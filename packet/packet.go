@@ -148,7 +148,7 @@ func Build(in Input, s Signer) (*Packet, error) {
 	go func() { checked <- in.Check(unsigned) }()
 	payload, err := canonicalize(unsigned)
 	if err != nil {
-		_ = <-checked // the canonicalization error is the one reported; wait only so the goroutine ends
+		<-checked //nolint:errcheck // the canonicalization error is the one reported; wait only so the check ends first
 		return nil, err
 	}
 	jws, err := sign(s, payload)
