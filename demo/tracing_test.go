@@ -139,25 +139,25 @@ func exportedText(spans tracetest.SpanStubs) string {
 		fmt.Fprintf(&b, "span %q kind %s status %s %q scope %q %q\n", s.Name, s.SpanKind, s.Status.Code, s.Status.Description,
 			s.InstrumentationScope.Name, s.InstrumentationScope.Version)
 		for _, kv := range s.Attributes {
-			fmt.Fprintf(&b, "  %s: %s\n", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, "  %s: %s\n", kv.Key, kv.Value.String())
 		}
 		for _, kv := range s.InstrumentationScope.Attributes.ToSlice() {
-			fmt.Fprintf(&b, "  scope %s: %s\n", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, "  scope %s: %s\n", kv.Key, kv.Value.String())
 		}
 		for _, e := range s.Events {
 			fmt.Fprintf(&b, "  event %q\n", e.Name)
 			for _, kv := range e.Attributes {
-				fmt.Fprintf(&b, "    %s: %s\n", kv.Key, kv.Value.Emit())
+				fmt.Fprintf(&b, "    %s: %s\n", kv.Key, kv.Value.String())
 			}
 		}
 		for _, l := range s.Links {
 			for _, kv := range l.Attributes {
-				fmt.Fprintf(&b, "  link %s: %s\n", kv.Key, kv.Value.Emit())
+				fmt.Fprintf(&b, "  link %s: %s\n", kv.Key, kv.Value.String())
 			}
 		}
 		if s.Resource != nil {
 			for _, kv := range s.Resource.Attributes() {
-				fmt.Fprintf(&b, "  resource %s: %s\n", kv.Key, kv.Value.Emit())
+				fmt.Fprintf(&b, "  resource %s: %s\n", kv.Key, kv.Value.String())
 			}
 		}
 	}
