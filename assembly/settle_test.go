@@ -9,6 +9,7 @@ import (
 
 	"secondlook/assembly"
 	"secondlook/review"
+	"secondlook/sandbox"
 	"secondlook/store"
 	"secondlook/store/storetest"
 )
@@ -101,5 +102,100 @@ func TestOvertakenWhileStoring(t *testing.T) {
 				t.Errorf("the %s review kept a packet: %v", tt.to, err)
 			}
 		})
+	}
+}
+
+// stalledQueue is a worker's view of the queue while it cannot reach Redis to touch its job (a partition, a long
+// pause): touches fail until released. It counts the worker's other queue calls.
+type stalledQueue struct {
+	assembly.Queue
+	stalled              atomic.Bool
+	nexts, acks, retries atomic.Int32
+}
+
+func (q *stalledQueue) Touch(ctx context.Context, consumer string, job *store.Job) error {
+	if q.stalled.Load() {
+		return errors.New("touch job: i/o timeout")
+	}
+	return q.Queue.Touch(ctx, consumer, job)
+}
+
+func (q *stalledQueue) Next(ctx context.Context, consumer string, visibility, block time.Duration) (*store.Job, error) {
+	q.nexts.Add(1)
+	return q.Queue.Next(ctx, consumer, visibility, block)
+}
+
+func (q *stalledQueue) Ack(ctx context.Context, job *store.Job) error {
+	q.acks.Add(1)
+	return q.Queue.Ack(ctx, job)
+}
+
+func (q *stalledQueue) Retry(ctx context.Context, job *store.Job, delay time.Duration) error {
+	q.retries.Add(1)
+	return q.Queue.Retry(ctx, job, delay)
+}
+
+// countingPackets counts the packets a worker stores.
+type countingPackets struct {
+	assembly.Packets
+	saves atomic.Int32
+}
+
+func (c *countingPackets) SavePacket(ctx context.Context, p store.StoredPacket, bundle []byte, expires time.Time) (bool, error) {
+	c.saves.Add(1)
+	return c.Packets.SavePacket(ctx, p, bundle, expires)
+}
+
+// TestWorkerStopsWhenItsJobIsTakenOver: a worker that could not touch its job for longer than the visibility timeout
+// finds, when it can again, that another worker has claimed the job. It stops there: it stores no packet, and neither
+// acknowledges nor retries the job, which stays the other worker's.
+func TestWorkerStopsWhenItsJobIsTakenOver(t *testing.T) {
+	const visibility = time.Second
+	q := &stalledQueue{}
+	q.stalled.Store(true)
+	packets := &countingPackets{}
+	e := newEnv(t, storetest.RealRedis, func(c *assembly.Config) {
+		c.Visibility, c.Consumer = visibility, "worker-a"
+		q.Queue, c.Queue = c.Queue, q
+		packets.Packets, c.Packets = c.Packets, packets
+	})
+	r := e.consented(t)
+	// The retrieval outlasts the takeover by far.
+	e.site["hospital"].Faults().Add(sandbox.Fault{Path: "DiagnosticReport", Latency: 8 * time.Second, Times: 1})
+	runWorker(t, e.worker)
+	ctx := context.Background()
+	if err := e.store.Enqueue(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e.store, r.ID, review.Assembling)
+	var taken *store.Job
+	for deadline := time.Now().Add(10 * time.Second); taken == nil; time.Sleep(50 * time.Millisecond) {
+		j, err := e.store.Next(ctx, "worker-b", visibility, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken = j
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled worker's job was never claimed")
+		}
+	}
+	q.stalled.Store(false)
+	// worker-a's next touch finds the job gone; it goes back to the queue for other work.
+	for deadline := time.Now().Add(15 * time.Second); q.nexts.Load() < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("worker-a is still on the job it lost")
+		}
+	}
+	if n := packets.saves.Load(); n != 0 {
+		t.Errorf("worker-a stored %d packets for a job it had lost", n)
+	}
+	if a, rt := q.acks.Load(), q.retries.Load(); a != 0 || rt != 0 {
+		t.Errorf("worker-a acknowledged %d and retried %d times a job it had lost", a, rt)
+	}
+	if got, _ := e.store.GetReview(ctx, r.ID); got.State != review.Assembling {
+		t.Errorf("review %s, want still assembling for worker-b", got.State)
+	}
+	if err := e.store.Touch(ctx, "worker-b", taken); err != nil {
+		t.Errorf("the job is no longer worker-b's: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -179,6 +180,7 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	jctx, span := w.startSpan(jctx, job.ReviewID)
 	defer span.End()
 	var wg sync.WaitGroup
+	var lost atomic.Bool
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -189,7 +191,15 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 			case <-jctx.Done():
 				return
 			case <-t.C:
-				if err := w.cfg.Queue.Touch(jctx, w.cfg.Consumer, job); err != nil {
+				err := w.cfg.Queue.Touch(jctx, w.cfg.Consumer, job)
+				if errors.Is(err, store.ErrJobLost) {
+					// This worker stalled past the visibility timeout and another took the job over: two
+					// workers on one job would pack it twice, so this one stops.
+					lost.Store(true)
+					stop()
+					return
+				}
+				if err != nil {
 					log.LogAttrs(jctx, slog.LevelWarn, "touch job failed", slog.String("error", err.Error()))
 				}
 			}
@@ -208,6 +218,10 @@ func (w *Worker) handle(ctx context.Context, job *store.Job) {
 	wg.Wait()
 	if ctx.Err() != nil {
 		return // shutting down: leave the job for another worker
+	}
+	if lost.Load() {
+		log.LogAttrs(ctx, slog.LevelWarn, "job taken over by another worker: attempt abandoned")
+		return // the job is the other worker's to finish, retry or fail
 	}
 	if err == nil {
 		w.observe("ready", w.cfg.Now().Sub(start))

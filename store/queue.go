@@ -33,6 +33,8 @@ type Job struct {
 	// ID is the stream entry id, used to acknowledge.
 	ID       string
 	ReviewID string
+	// Consumer is the consumer the job was delivered to.
+	Consumer string
 }
 
 func (s *Store) queueKeys() (stream, delayed string) {
@@ -165,14 +167,32 @@ func (s *Store) Next(ctx context.Context, consumer string, visibility, block tim
 	}
 	m := msgs[0]
 	id, _ := m.Values["review"].(string)
-	return &Job{ID: m.ID, ReviewID: id}, nil
+	return &Job{ID: m.ID, ReviewID: id, Consumer: consumer}, nil
 }
 
-// Touch resets the job's idle time, so a long assembly is not taken for a crashed one.
+// ErrJobLost reports that a job is no longer the consumer's: it went unacknowledged and untouched for longer than
+// the visibility timeout (the worker stalled, or could not reach Redis), and another consumer claimed it, or it was
+// finished.
+var ErrJobLost = errors.New("store: the job was claimed by another consumer")
+
+// touchScript resets a pending job's idle time if consumer still holds it, and answers 0 otherwise: claiming it
+// back from the consumer that took it over would have two workers on one job.
+var touchScript = redis.NewScript(`
+local p = redis.call("XPENDING", KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+redis.call("XCLAIM", KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], "JUSTID")
+return 1`)
+
+// Touch resets the job's idle time, so a long assembly is not taken for a crashed one. It returns ErrJobLost when
+// the job is no longer consumer's.
 func (s *Store) Touch(ctx context.Context, consumer string, job *Job) error {
 	stream, _ := s.queueKeys()
-	if err := s.rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: queueGroup, Consumer: consumer, MinIdle: 0, Messages: []string{job.ID}}).Err(); err != nil {
+	n, err := touchScript.Run(ctx, s.rdb, []string{stream}, queueGroup, job.ID, consumer).Int()
+	if err != nil {
 		return fmt.Errorf("touch job: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("touch job: %w", ErrJobLost)
 	}
 	return nil
 }
@@ -191,17 +211,27 @@ func (s *Store) Ack(ctx context.Context, job *Job) error {
 	return nil
 }
 
-// Retry acknowledges a failed delivery and schedules the job again after delay.
+// retryScript schedules a job again and removes the failed delivery, if consumer still holds it: a delivery another
+// consumer took over is that consumer's to finish or retry.
+var retryScript = redis.NewScript(`
+local p = redis.call("XPENDING", KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+redis.call("ZADD", KEYS[2], ARGV[4], ARGV[5])
+redis.call("XACK", KEYS[1], ARGV[1], ARGV[2])
+redis.call("XDEL", KEYS[1], ARGV[2])
+return 1`)
+
+// Retry acknowledges a failed delivery and schedules the job again after delay. It returns ErrJobLost, and
+// schedules nothing, when the delivery is no longer the consumer's.
 func (s *Store) Retry(ctx context.Context, job *Job, delay time.Duration) error {
 	stream, delayed := s.queueKeys()
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, delayed, redis.Z{Score: float64(time.Now().Add(delay).UnixMilli()), Member: job.ReviewID})
-		p.XAck(ctx, stream, queueGroup, job.ID)
-		p.XDel(ctx, stream, job.ID)
-		return nil
-	})
+	n, err := retryScript.Run(ctx, s.rdb, []string{stream, delayed}, queueGroup, job.ID, job.Consumer,
+		time.Now().Add(delay).UnixMilli(), job.ReviewID).Int()
 	if err != nil {
 		return fmt.Errorf("retry job: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("retry job: %w", ErrJobLost)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -50,17 +51,61 @@ func runQueueTests(t *testing.T, newStore storetest.NewStore) {
 		ctx := context.Background()
 		_ = s.EnsureQueue(ctx)
 		_ = s.Enqueue(ctx, "review-b")
-		a, _ := s.Next(ctx, "worker-a", 200*time.Millisecond, 10*time.Millisecond)
+		// Sleeps well apart from the visibility timeout, so that a busy machine does not blur them.
+		const visibility = 800 * time.Millisecond
+		a, _ := s.Next(ctx, "worker-a", visibility, 10*time.Millisecond)
 		if a == nil {
 			t.Fatal("no job")
 		}
-		time.Sleep(130 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 		if err := s.Touch(ctx, "worker-a", a); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(130 * time.Millisecond)
-		if j, _ := s.Next(ctx, "worker-b", 200*time.Millisecond, 10*time.Millisecond); j != nil {
+		time.Sleep(500 * time.Millisecond) // past the timeout counted from the delivery, not from the touch
+		if j, _ := s.Next(ctx, "worker-b", visibility, 10*time.Millisecond); j != nil {
 			t.Error("a touched job was reclaimed")
+		}
+	})
+	t.Run("TakenOverJobIsLost", func(t *testing.T) {
+		s, _ := newStore(t)
+		ctx := context.Background()
+		const visibility = time.Second
+		_ = s.EnsureQueue(ctx)
+		_ = s.Enqueue(ctx, "review-e")
+		a, _ := s.Next(ctx, "worker-a", visibility, 10*time.Millisecond)
+		if a == nil {
+			t.Fatal("no job")
+		}
+		time.Sleep(visibility + 100*time.Millisecond) // worker-a stalls past the visibility timeout (the server's clock)
+		b, _ := s.Next(ctx, "worker-b", visibility, 10*time.Millisecond)
+		if b == nil || b.ID != a.ID {
+			t.Fatalf("stale job not reclaimed: %+v", b)
+		}
+		// worker-a wakes up: it can neither take the job back nor retry it (which would remove worker-b's delivery).
+		if err := s.Touch(ctx, "worker-a", a); !errors.Is(err, store.ErrJobLost) {
+			t.Errorf("Touch by the stalled worker = %v, want ErrJobLost", err)
+		}
+		if err := s.Retry(ctx, a, time.Millisecond); !errors.Is(err, store.ErrJobLost) {
+			t.Errorf("Retry by the stalled worker = %v, want ErrJobLost", err)
+		}
+		if _, delayed, err := s.QueueDepth(ctx); err != nil || delayed != 0 {
+			t.Errorf("the stalled worker scheduled %d retries (%v)", delayed, err)
+		}
+		// The job is still worker-b's: its touch works, and keeps it from worker-a.
+		if err := s.Touch(ctx, "worker-b", b); err != nil {
+			t.Fatalf("Touch by the new holder: %v", err)
+		}
+		if j, _ := s.Next(ctx, "worker-a", visibility, 10*time.Millisecond); j != nil {
+			t.Error("the job went back to the stalled worker although its new holder touched it")
+		}
+		if err := s.Retry(ctx, b, time.Minute); err != nil {
+			t.Fatalf("Retry by the new holder: %v", err)
+		}
+		if _, delayed, _ := s.QueueDepth(ctx); delayed != 1 {
+			t.Errorf("after the new holder's retry: %d delayed, want 1", delayed)
+		}
+		if err := s.Touch(ctx, "worker-b", b); !errors.Is(err, store.ErrJobLost) {
+			t.Errorf("Touch of a retried delivery = %v, want ErrJobLost", err)
 		}
 	})
 	t.Run("RetryAfterDelay", func(t *testing.T) {
