@@ -80,7 +80,7 @@ func newAPIEnvLoad(b testing.TB) (*apiEnv, string, []byte) {
 	if err != nil {
 		b.Skipf("no Redis: %v", err)
 	}
-	b.Cleanup(func() { rdb.Close() })
+	b.Cleanup(func() { _ = rdb.Close() })
 	e := newAPIEnvWith(b, store.New(rdb, "bench-"+strings.ToLower(cryptorand.Text()[:10])+":"))
 	raw, err := os.ReadFile("../testdata/synthea/Todd315_Stamm704_0ce18c7d-fd78-46d9-81b5-8bed231c337a.json")
 	if err != nil {
@@ -130,7 +130,7 @@ func BenchmarkPacketDownloadBare(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(p.Gzip)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/fhir+json")
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Set("Content-Length", strconv.Itoa(len(p.Gzip)))

@@ -116,8 +116,9 @@ func (f *consentFlow) session(c echo.Context, create bool) (string, bool) {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	v := base64.RawURLEncoding.EncodeToString(b[:])
-	c.SetCookie(&http.Cookie{Name: f.cookieName(), Value: v, Path: "/", HttpOnly: true, Secure: f.SecureCookies,
-		SameSite: http.SameSiteLaxMode})
+	c.SetCookie(&http.Cookie{ //nolint:gosec // G124: HttpOnly and SameSite set; Secure as configured (SecureCookies, on for https)
+		Name: f.cookieName(), Value: v, Path: "/", HttpOnly: true, Secure: f.SecureCookies, SameSite: http.SameSiteLaxMode,
+	})
 	return bindingOf(v), true
 }
 

@@ -169,6 +169,8 @@ func supported(lang string) bool {
 
 // setLanguage remembers an explicit language choice for a year.
 func setLanguage(c echo.Context, lang string) {
-	c.SetCookie(&http.Cookie{Name: langCookie, Value: lang, Path: "/", MaxAge: 365 * 24 * 3600, HttpOnly: true,
-		Secure: c.Request().TLS != nil, SameSite: http.SameSiteLaxMode})
+	c.SetCookie(&http.Cookie{ //nolint:gosec // G124: HttpOnly and SameSite set; Secure whenever served over TLS
+		Name: langCookie, Value: lang, Path: "/", MaxAge: 365 * 24 * 3600, HttpOnly: true,
+		Secure: c.Request().TLS != nil, SameSite: http.SameSiteLaxMode,
+	})
 }

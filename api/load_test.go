@@ -70,7 +70,7 @@ func TestLoad(t *testing.T) {
 		}
 		ids = append(ids, r.ID)
 	}
-	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/fhir+json")
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Set("Content-Length", strconv.Itoa(len(p.Gzip)))
@@ -145,7 +145,7 @@ func TestLoad(t *testing.T) {
 // sampleHeap samples the heap in use every 50 ms until stop is called, which returns the largest sample.
 func sampleHeap() (stop func() uint64) {
 	var mu sync.Mutex
-	var max uint64
+	var peak uint64
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -156,8 +156,8 @@ func sampleHeap() (stop func() uint64) {
 		for {
 			runtime.ReadMemStats(&ms)
 			mu.Lock()
-			if ms.HeapInuse > max {
-				max = ms.HeapInuse
+			if ms.HeapInuse > peak {
+				peak = ms.HeapInuse
 			}
 			mu.Unlock()
 			select {
@@ -172,6 +172,6 @@ func sampleHeap() (stop func() uint64) {
 		<-finished
 		mu.Lock()
 		defer mu.Unlock()
-		return max
+		return peak
 	}
 }

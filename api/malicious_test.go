@@ -213,7 +213,7 @@ func TestMaliciousHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: %s\r\nX-Request-Id: a\rSet-Cookie: %s=1\r\nConnection: close\r\n\r\n", u.Host, marker)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {

@@ -43,7 +43,7 @@ func TestNegotiate(t *testing.T) {
 		req := httptest.NewRequest("GET", target, nil)
 		req.Header.Set("Accept-Language", header)
 		if tc.cookie != "" {
-			req.AddCookie(&http.Cookie{Name: langCookie, Value: tc.cookie})
+			req.AddCookie(&http.Cookie{Name: langCookie, Value: tc.cookie}) //nolint:gosec // G124: a request's cookie: the attributes are the server's to set
 		}
 		c := echo.New().NewContext(req, httptest.NewRecorder())
 		if got := negotiate(c).Lang; got != tc.want {

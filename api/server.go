@@ -95,7 +95,7 @@ func New(cfg Config) (*Server, error) {
 		requestLogger(cfg.Logger, cfg.Metrics),
 		middleware.RecoverWithConfig(middleware.RecoverConfig{
 			DisableStackAll: true, DisablePrintStack: true,
-			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			LogErrorFunc: func(c echo.Context, _ error, _ []byte) error {
 				// The panic value may hold request data: log only that a panic happened, and where (route).
 				cfg.Logger.LogAttrs(c.Request().Context(), slog.LevelError, "handler panicked", slog.String("route", c.Path()))
 				return problemf(http.StatusInternalServerError, "Something went wrong on our side. It has been logged.")

@@ -60,8 +60,8 @@ func TestErrorsAreProblems(t *testing.T) {
 			}
 			return c.Blob(http.StatusOK, "text/plain", b)
 		})
-		e.GET("/panic", func(c echo.Context) error { panic("patient " + secret) })
-		e.GET("/fail", func(c echo.Context) error { return errors.New("store unreachable") })
+		e.GET("/panic", func(echo.Context) error { panic("patient " + secret) })
+		e.GET("/fail", func(echo.Context) error { return errors.New("store unreachable") })
 	})
 	tests := []struct {
 		method, path string
