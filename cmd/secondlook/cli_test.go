@@ -150,7 +150,8 @@ func TestFetchEverySyntheaPatient(t *testing.T) {
 			t.Fatalf("%s: %d patients", f, len(patient))
 		}
 		var id string
-		for id = range patient {
+		for k := range patient {
+			id = k
 		}
 		t.Run(filepath.Base(f)[:12], func(t *testing.T) {
 			dir := t.TempDir()
@@ -260,7 +261,7 @@ func ndjsonIDs(t *testing.T, file string) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	r := bufio.NewReader(f)
 	for {
 		line, err := r.ReadBytes('\n')

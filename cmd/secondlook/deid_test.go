@@ -42,7 +42,7 @@ func runDeidTest(t *testing.T, stdin string, args ...string) (int, string, strin
 		}
 		old := os.Stdin
 		os.Stdin = f
-		defer func() { os.Stdin = old; f.Close() }()
+		defer func() { os.Stdin = old; _ = f.Close() }()
 	}
 	var out, errOut strings.Builder
 	code := runDeid(context.Background(), args, &out, &errOut)

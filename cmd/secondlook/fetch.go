@@ -198,23 +198,25 @@ func writeOne(name string, list []fhir.Resource) error {
 	if err != nil {
 		return fmt.Errorf("create output file: %w", errors.Unwrap(err))
 	}
-	defer os.Remove(f.Name())
+	// After the rename there is nothing left to remove; before it, the half-written file goes.
+	defer func() { _ = os.Remove(f.Name()) }()
 	w := bufio.NewWriter(f)
 	for _, r := range list {
 		line, err := compact(r.Raw)
 		if err != nil {
-			f.Close()
+			_ = f.Close() // the file is discarded
 			return fmt.Errorf("write %s: %w", filepath.Base(name), err)
 		}
-		w.Write(line)
-		w.WriteByte('\n')
+		// A write error sticks in w and comes back from Flush.
+		_, _ = w.Write(line)
+		_ = w.WriteByte('\n')
 	}
 	if err := w.Flush(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("write %s: %w", filepath.Base(name), errors.Unwrap(err))
 	}
 	if err := f.Chmod(0o600); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("write %s: %w", filepath.Base(name), errors.Unwrap(err))
 	}
 	if err := f.Close(); err != nil {

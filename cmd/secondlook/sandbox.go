@@ -118,7 +118,7 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // synthetic data on loopback only, and the client exists so that a local gateway can complete a SMART launch.
 const (
 	demoClientID     = "secondlook-demo"
-	demoClientSecret = "sandbox-demo-secret-local-use-only"
+	demoClientSecret = "sandbox-demo-secret-local-use-only" //nolint:gosec // G101: published on purpose, as said above
 	demoRedirectURI  = "http://127.0.0.1:8080/auth/callback/sandbox-hospital"
 )
 

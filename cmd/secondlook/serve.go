@@ -26,7 +26,7 @@ import (
 	"secondlook/store"
 )
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 	fs := newFlags("serve", stderr)
 	configPath := fs.String("config", os.Getenv("SECONDLOOK_CONFIG"), "config file; default $SECONDLOOK_CONFIG (see docs/configuration.md)")
 	setUsage(fs, stderr,
@@ -70,7 +70,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }() // shutting down: nothing is left to lose
 	tp, stopTracing, err := startTracing(ctx, cfg.Tracing, logger)
 	if err != nil {
 		return err
@@ -103,7 +103,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		mux.Handle("GET /metrics", gw.MetricsHandler())
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = msrv.Serve(mln) }()
-		defer msrv.Close()
+		defer func() { _ = msrv.Close() }()
 		logger.Info("metrics listening", "addr", mln.Addr().String())
 	}
 	wctx, stopWorkers := context.WithCancel(context.Background())
@@ -117,8 +117,14 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	select {
 	case err := <-served:
 		stopWorkers()
-		<-workers
-		return err
+		return errors.Join(err, <-workers)
+	case err := <-workers:
+		// The workers end before ctx only when they could not start: a replica that cannot assemble stops
+		// rather than keep taking consents it will never serve.
+		stopWorkers()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Server.ShutdownTimeout))
+		defer cancel()
+		return errors.Join(fmt.Errorf("assembly workers: %w", err), srv.Shutdown(sctx))
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
@@ -126,8 +132,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	stopWorkers()
-	<-workers
-	return err
+	return errors.Join(err, <-workers)
 }
 
 // gatewayOptions turns the validated configuration into the gateway's options, resolving every secret.

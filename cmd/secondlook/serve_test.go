@@ -37,7 +37,7 @@ func TestServe(t *testing.T) {
 		}
 		t.Skipf("no Redis at REDIS_URL or 127.0.0.1:6379: %v", err)
 	} else {
-		rdb.Close()
+		_ = rdb.Close()
 	}
 	sb, err := sandbox.New(sandbox.Options{})
 	if err != nil {
