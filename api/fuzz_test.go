@@ -3,9 +3,12 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"html"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +16,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"secondlook/auth"
+	"secondlook/sandbox"
+	"secondlook/seal"
 	"secondlook/store"
 	"secondlook/store/storetest"
 )
@@ -139,6 +145,99 @@ func FuzzNegotiate(f *testing.F) {
 		}
 		if l.Lang != languages[0] && !strings.Contains(strings.ToLower(acceptLanguage), l.Lang) {
 			t.Fatalf("Accept-Language %q gave %q, which it does not name", acceptLanguage, l.Lang)
+		}
+	})
+}
+
+// FuzzLaunch sends GET /launch?iss=...&launch=... with fuzzed values, as an EHR (or anyone) can, to a gateway whose
+// one source is a sandbox site with its SMART authorization server, in process. Properties: the answer is a
+// redirect to that source's authorization endpoint, carrying the launch value unchanged, only when iss is the
+// source's FHIR base (a trailing slash aside) and launch is 1 to 2048 bytes; otherwise a 400 page that reflects
+// neither value (raw or HTML-escaped) and a log that carries neither; never a server error.
+func FuzzLaunch(f *testing.F) {
+	todd, err := os.ReadFile("../testdata/synthea/Todd315_Stamm704_0ce18c7d-fd78-46d9-81b5-8bed231c337a.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	const public = "http://127.0.0.1:9"
+	sb, err := sandbox.New(sandbox.Options{Sites: []sandbox.SiteOptions{{Name: "hospital", Bundles: [][]byte{todd},
+		Auth: &sandbox.AuthOptions{Clients: []sandbox.Client{{ID: "gw", Secret: "s3cret-client-secret",
+			RedirectURIs: []string{public + "/auth/callback/hospital"}}}}}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	srv := httptest.NewServer(sb.Handler())
+	f.Cleanup(srv.Close)
+	base := srv.URL + "/hospital/fhir"
+	client, mr, err := store.Embedded()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = client.Close(); mr.Close() })
+	st := store.New(client, storetest.UniquePrefix())
+	keys, err := seal.NewKeyring(map[string][]byte{"k1": bytes.Repeat([]byte{7}, 32)}, "k1")
+	if err != nil {
+		f.Fatal(err)
+	}
+	ac, err := auth.New(auth.Config{PublicURL: public, Keys: keys, HTTPClient: srv.Client(), Sources: []auth.Source{{
+		ID: "hospital", FHIRBaseURL: base, ClientID: "gw", Method: auth.MethodClientSecretBasic, Secret: []byte("s3cret-client-secret"),
+	}}}, st, st)
+	if err != nil {
+		f.Fatal(err)
+	}
+	conf, err := ac.Discover(f.Context(), "hospital")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var logs bytes.Buffer
+	s, err := New(Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Consent: &ConsentConfig{
+		Reviews: st, Consents: st, Auth: ac, Launch: ac, LaunchStore: st, CSRFKey: bytes.Repeat([]byte{9}, 32),
+		Sources: map[string]SourceInfo{"hospital": {Name: "St. Mary's"}}, PublicURL: public, Types: []string{"DiagnosticReport"},
+	}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(base, "launch-abc123")
+	f.Add(base+"/", `"><script>alert(1)</script>`)
+	f.Add(srv.URL+"/other/fhir", "launch-abc123")
+	f.Add("https://evil.example/fhir", "<img src=x onerror=alert(1)>")
+	f.Add(base+"/../other", "x")
+	f.Add(base, "")
+	f.Add(base, strings.Repeat("L", 2049))
+	f.Fuzz(func(t *testing.T, iss, launch string) {
+		q := url.Values{"iss": {iss}, "launch": {launch}}
+		req := httptest.NewRequest(http.MethodGet, "/launch?"+q.Encode(), nil)
+		rec := httptest.NewRecorder()
+		logStart := logs.Len()
+		s.ServeHTTP(rec, req)
+		logged := logs.String()[logStart:]
+		trusted := iss != "" && strings.TrimRight(iss, "/") == base && launch != "" && len(launch) <= 2048
+		for _, v := range []string{iss, launch} {
+			if len(v) >= 8 && strings.Contains(logged, v) {
+				t.Fatalf("a log line carries the fuzzed value %q", v)
+			}
+		}
+		if rec.Code == http.StatusFound {
+			if !trusted {
+				t.Fatalf("launch from iss %q (launch of %d bytes) redirected", iss, len(launch))
+			}
+			to, err := url.Parse(rec.Header().Get("Location"))
+			if err != nil || to.Scheme+"://"+to.Host+to.Path != conf.AuthorizationEndpoint {
+				t.Fatalf("redirected to %q", rec.Header().Get("Location"))
+			}
+			if to.Query().Get("launch") != launch || to.Query().Get("aud") != base {
+				t.Fatalf("authorization request carries launch %q aud %q", to.Query().Get("launch"), to.Query().Get("aud"))
+			}
+			return
+		}
+		if rec.Code != http.StatusBadRequest || trusted {
+			t.Fatalf("status %d for iss %q (trusted %v)", rec.Code, iss, trusted)
+		}
+		page := rec.Body.String()
+		for _, v := range []string{iss, launch} {
+			if len(v) >= 10 && (strings.Contains(page, v) || strings.Contains(page, html.EscapeString(v))) {
+				t.Fatalf("the error page reflects %q", v)
+			}
 		}
 	})
 }
