@@ -36,7 +36,7 @@ func NewBrowser() *Browser {
 // StopAt makes the browser stop before following a redirect to a URL for which stop returns true; the URL is kept
 // in Stopped. Tests use it to hand a callback to another browser or to replay it.
 func (b *Browser) StopAt(stop func(*url.URL) bool) {
-	b.client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+	b.client.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
 		if stop(req.URL) {
 			b.Stopped = req.URL
 			return http.ErrUseLastResponse

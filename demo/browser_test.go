@@ -101,7 +101,7 @@ func TestConsentInRealBrowser(t *testing.T) {
 		t.Errorf("withdrawal not shown: %q", withdrawn)
 	}
 	if dir := os.Getenv("SCREENSHOT_DIR"); dir != "" {
-		_ = os.WriteFile(dir+"/consent-phone.jpg", shot, 0o644)
+		_ = os.WriteFile(dir+"/consent-phone.jpg", shot, 0o600)
 	}
 	// The review is withdrawn at the gateway too.
 	var rv struct {

@@ -97,12 +97,12 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.closers = append(d.closers, func() { gln.Close() })
+	d.closers = append(d.closers, func() { _ = gln.Close() })
 	sln, err := listenLoopback(o.SandboxAddr)
 	if err != nil {
 		return nil, err
 	}
-	d.closers = append(d.closers, func() { sln.Close() })
+	d.closers = append(d.closers, func() { _ = sln.Close() })
 	d.GatewayURL = "http://" + gln.Addr().String()
 	d.SandboxURL = "http://" + sln.Addr().String()
 
@@ -113,14 +113,14 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.closers = append(d.closers, func() { rdb.Close() })
+		d.closers = append(d.closers, func() { _ = rdb.Close() })
 		st = store.New(rdb, "secondlook-demo-"+randomID()+":")
 	} else {
 		rdb, mr, err := store.Embedded()
 		if err != nil {
 			return nil, err
 		}
-		d.closers = append(d.closers, func() { rdb.Close(); mr.Close() })
+		d.closers = append(d.closers, func() { _ = rdb.Close(); mr.Close() })
 		st = store.New(rdb, "secondlook:")
 	}
 	d.store = st
@@ -167,7 +167,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	d.sandbox = sb
 	ssrv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = ssrv.Serve(sln) }()
-	d.closers = append(d.closers, func() { ssrv.Close() })
+	d.closers = append(d.closers, func() { _ = ssrv.Close() })
 	d.issuer = d.SandboxURL + "/hospital/auth"
 
 	gw, err := gateway.New(ctx, gateway.Options{
@@ -203,7 +203,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	})
 	gsrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 	go func() { _ = gsrv.Serve(gln) }()
-	d.closers = append(d.closers, func() { gsrv.Close() })
+	d.closers = append(d.closers, func() { _ = gsrv.Close() })
 	wctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.workers = make(chan error, 1)
@@ -220,7 +220,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 func (d *Demo) Close() {
 	if d.cancel != nil {
 		d.cancel()
-		<-d.workers
+		<-d.workers //nolint:errcheck // the demo is ending; workers that failed to start already showed as a review never assembled
 	}
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		d.closers[i]()
