@@ -133,7 +133,7 @@ func TestReplicasSurviveRedisRestart(t *testing.T) {
 	before := c.audit(a, id)
 
 	// 1. Redis dies with the job queued and nobody to work on it.
-	c.restartRedis(a, b)
+	c.restartRedis(id, a, b)
 	if status := c.status(a, "/api/v1/reviews/"+id); status != http.StatusOK {
 		t.Fatalf("GET review after the restart: HTTP %d", status)
 	}
@@ -155,7 +155,7 @@ func TestReplicasSurviveRedisRestart(t *testing.T) {
 	c.waitReview(a, id, 20*time.Second, func(r reviewView) bool { return r.State == "assembling" && r.Progress == "retrieving" })
 	beforeSecond := c.audit(a, id)
 	c.fastSources()
-	c.restartRedis(a, cw)
+	c.restartRedis(id, a, cw)
 	r := c.waitReview(a, id, visibility+30*time.Second, func(r reviewView) bool { return r.State != "assembling" })
 	if r.State != "ready" {
 		t.Fatalf("review ended %s (%s), want ready", r.State, r.Reason)
@@ -337,13 +337,17 @@ func (c *cluster) startRedis() {
 	}
 }
 
-// restartRedis kills Redis with SIGKILL, checks that each replica then reports itself unready, restarts Redis from
-// the same directory and port, and waits until each replica is ready again.
-func (c *cluster) restartRedis(replicas ...*gateway) {
+// restartRedis kills Redis with SIGKILL, checks that each replica then reports itself unready and answers the
+// review's status with a server error (never a 404: the review exists), restarts Redis from the same directory and
+// port, and waits until each replica is ready again.
+func (c *cluster) restartRedis(reviewID string, replicas ...*gateway) {
 	c.t.Helper()
 	c.redis.kill()
 	for _, g := range replicas {
 		c.waitStatus(g, "/readyz", http.StatusServiceUnavailable, 15*time.Second)
+		if status := c.status(g, "/api/v1/reviews/"+reviewID); status < 500 {
+			c.t.Errorf("GET review through %s while Redis is down: HTTP %d, want a server error", g.name, status)
+		}
 	}
 	c.startRedis()
 	for _, g := range replicas {
