@@ -22,7 +22,7 @@ func TestSweepQueuesTheJobAConsentOwes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rdb.Close(); mr.Close() })
+	t.Cleanup(func() { _ = rdb.Close(); mr.Close() })
 	st := store.New(rdb, "sweep-test:")
 	ring, err := seal.NewKeyring(map[string][]byte{"k1": make([]byte, 32)}, "k1")
 	if err != nil {
@@ -55,7 +55,12 @@ func TestSweepQueuesTheJobAConsentOwes(t *testing.T) {
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- gw.RunWorkers(wctx) }() // no workers: only the sweeper runs
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("workers: %v", err)
+		}
+	}()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		pending, _, err := st.QueueDepth(ctx)
 		if err != nil {
