@@ -167,7 +167,20 @@ func (f *consentFlow) show(c echo.Context) error {
 		return err
 	}
 	binding, _ := f.session(c, true)
-	recs, err := f.Consents.Consents(c.Request().Context(), r.ID)
+	ctx := c.Request().Context()
+	if r.State == review.AwaitingConsent {
+		// Every source may be consented already while the review still waits: the request that saved the last
+		// consent died before moving it. Finishing the move here (idempotent) lets the patient's next visit heal it.
+		moved, err := f.maybeConsented(ctx, r)
+		if err != nil {
+			f.Logger.LogAttrs(ctx, slog.LevelWarn, "complete consent on view failed", slog.String("error", err.Error()))
+		} else if moved {
+			if r, err = f.load(c); err != nil {
+				return err
+			}
+		}
+	}
+	recs, err := f.Consents.Consents(ctx, r.ID)
 	if err != nil {
 		return fmt.Errorf("load consents: %w", err)
 	}
@@ -317,7 +330,7 @@ func (f *consentFlow) callback(c echo.Context) error {
 	if f.Event != nil {
 		f.Event("granted")
 	}
-	if err := f.maybeConsented(ctx, r); err != nil {
+	if _, err := f.maybeConsented(ctx, r); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, back)
@@ -335,34 +348,36 @@ func clinicalTypes(types []string) []string {
 	return out
 }
 
-func (f *consentFlow) maybeConsented(ctx context.Context, r *review.Review) error {
+// maybeConsented moves the review to consented and queues its assembly once every source has an active consent;
+// it reports whether this call made the move.
+func (f *consentFlow) maybeConsented(ctx context.Context, r *review.Review) (bool, error) {
 	recs, err := f.Consents.Consents(ctx, r.ID)
 	if err != nil {
-		return fmt.Errorf("load consents: %w", err)
+		return false, fmt.Errorf("load consents: %w", err)
 	}
 	now := f.Now()
 	for _, s := range r.Sources {
 		if !slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == s.Source && rec.Active(now) }) {
-			return nil
+			return false, nil
 		}
 	}
 	if f.OweAssembly != nil {
 		if err := f.OweAssembly(ctx, r.ID); err != nil {
-			return fmt.Errorf("owe assembly: %w", err)
+			return false, fmt.Errorf("owe assembly: %w", err)
 		}
 	}
 	if _, err := f.Reviews.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
 		if errors.Is(err, review.ErrTransition) {
-			return nil // another request got there first
+			return false, nil // another request got there first
 		}
-		return fmt.Errorf("mark review consented: %w", err)
+		return false, fmt.Errorf("mark review consented: %w", err)
 	}
 	if f.OnConsented != nil {
 		if err := f.OnConsented(ctx, r.ID); err != nil {
-			return fmt.Errorf("start assembly: %w", err)
+			return true, fmt.Errorf("start assembly: %w", err)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // withdraw ends the consent at once: the review is withdrawn (so no worker or provider proceeds), each grant is

@@ -5,10 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"secondlook/auth"
+	"secondlook/consent"
 	"secondlook/fhir"
 	"secondlook/review"
 	"secondlook/seal"
@@ -75,5 +78,58 @@ func TestSweepQueuesTheJobAConsentOwes(t *testing.T) {
 	}
 	if paid, err := st.PayJob(ctx, r.ID); err != nil || paid {
 		t.Errorf("the debt outlived the job the sweeper queued: %v %v", paid, err)
+	}
+}
+
+// TestConsentPageCompletesAnInterruptedConsent: the request that saved the last consent died before the review
+// moved to consented. The patient's next visit to the consent page finishes the move and queues the job.
+func TestConsentPageCompletesAnInterruptedConsent(t *testing.T) {
+	rdb, mr, err := store.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close(); mr.Close() })
+	st := store.New(rdb, "heal-test:")
+	ring, err := seal.NewKeyring(map[string][]byte{"k1": make([]byte, 32)}, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	gw, err := New(context.Background(), Options{
+		PublicURL: "http://127.0.0.1:9", Store: st, TokenKeys: ring, Signer: sig, SignerKID: "s1", CSRFKey: make([]byte, 32),
+		Sources: []Source{{ID: "hospital", Name: "Hospital", Kind: "hospital", FHIR: fhir.Options{BaseURL: "http://127.0.0.1:9/fhir"},
+			Auth: auth.Source{ClientID: "gw", Method: auth.MethodClientSecretBasic, Secret: []byte("s")}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "hospital"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
+	if err := st.CreateReview(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveConsent(ctx, consent.Record{ID: "c1", ReviewID: r.ID, SourceID: "hospital", PatientRef: "Patient/p1", ProviderID: "onco",
+		Granted: []string{"Condition"}, Start: time.Now().Add(-time.Minute), End: r.ExpiresAt}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw.Handler)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/consent/" + r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("consent page: %d", resp.StatusCode)
+	}
+	got, err := st.GetReview(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != review.Consented {
+		t.Errorf("state %s after the visit, want consented", got.State)
+	}
+	if pending, _, err := st.QueueDepth(ctx); err != nil || pending != 1 {
+		t.Errorf("%d jobs queued (%v), want 1", pending, err)
 	}
 }
