@@ -289,7 +289,8 @@ func TestWithdrawnDuringAssemblyStoresNothing(t *testing.T) {
 func TestKilledWorkerLosesNoJob(t *testing.T) {
 	e := newEnv(t, storetest.RealRedis, func(c *assembly.Config) { c.Visibility = time.Second; c.Consumer = "worker-a" })
 	r := e.consented(t)
-	e.site["hospital"].Faults().Add(sandbox.Fault{Latency: 200 * time.Millisecond})
+	// Slow enough that worker A is surely still retrieving when it is stopped, however busy the machine.
+	e.site["hospital"].Faults().Add(sandbox.Fault{Latency: 2 * time.Second})
 	cancelA := runWorker(t, e.worker)
 	if err := e.store.Enqueue(context.Background(), r.ID); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ func runQueueTests(t *testing.T, newStore storetest.NewStore) {
 	t.Run("DeliverAckReclaim", func(t *testing.T) {
 		s, _ := newStore(t)
 		ctx := context.Background()
+		// Far enough apart that a busy machine (CI runs packages side by side) does not blur them.
+		const visibility = time.Second
 		if err := s.EnsureQueue(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -25,24 +27,24 @@ func runQueueTests(t *testing.T, newStore storetest.NewStore) {
 		if err := s.Enqueue(ctx, "review-a"); err != nil {
 			t.Fatal(err)
 		}
-		a, err := s.Next(ctx, "worker-a", 200*time.Millisecond, 10*time.Millisecond)
+		a, err := s.Next(ctx, "worker-a", visibility, 10*time.Millisecond)
 		if err != nil || a == nil || a.ReviewID != "review-a" {
 			t.Fatalf("Next: %+v %v", a, err)
 		}
 		// worker-a dies without acknowledging: worker-b gets nothing until the visibility timeout passes.
-		if j, err := s.Next(ctx, "worker-b", 200*time.Millisecond, 10*time.Millisecond); err != nil || j != nil {
+		if j, err := s.Next(ctx, "worker-b", visibility, 10*time.Millisecond); err != nil || j != nil {
 			t.Fatalf("job delivered twice within the visibility timeout: %+v %v", j, err)
 		}
-		time.Sleep(250 * time.Millisecond) // idle time is the server clock: really wait
-		b, err := s.Next(ctx, "worker-b", 200*time.Millisecond, 10*time.Millisecond)
+		time.Sleep(visibility + 300*time.Millisecond) // idle time is the server clock: really wait
+		b, err := s.Next(ctx, "worker-b", visibility, 10*time.Millisecond)
 		if err != nil || b == nil || b.ReviewID != "review-a" {
 			t.Fatalf("stale job not reclaimed: %+v %v", b, err)
 		}
 		if err := s.Ack(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(250 * time.Millisecond) // idle time is the server clock: really wait
-		if j, err := s.Next(ctx, "worker-c", 200*time.Millisecond, 10*time.Millisecond); err != nil || j != nil {
+		time.Sleep(visibility + 300*time.Millisecond) // idle time is the server clock: really wait
+		if j, err := s.Next(ctx, "worker-c", visibility, 10*time.Millisecond); err != nil || j != nil {
 			t.Fatalf("acknowledged job delivered again: %+v %v", j, err)
 		}
 	})
