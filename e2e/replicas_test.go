@@ -324,9 +324,9 @@ func (c *cluster) startRedis() {
 		if err == nil {
 			if c.store == nil {
 				c.store = store.New(rdb, c.prefix)
-				c.t.Cleanup(func() { rdb.Close() })
+				c.t.Cleanup(func() { _ = rdb.Close() })
 			} else {
-				rdb.Close()
+				_ = rdb.Close()
 			}
 			return
 		}
@@ -487,7 +487,7 @@ func (c *cluster) status(g *gateway, path string) int {
 func (c *cluster) waitStatus(g *gateway, path string, want int, timeout time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
-	last := "no answer"
+	var last string
 	for {
 		req, _ := http.NewRequestWithContext(c.ctx, http.MethodGet, g.url+path, nil)
 		resp, err := c.http.Do(req)
@@ -758,7 +758,7 @@ func freeAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().String()
 }
 
