@@ -273,20 +273,25 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 // consent period is over, until ctx is done.
 func (g *Gateway) RunWorkers(ctx context.Context) error {
 	host, _ := os.Hostname()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		g.sweep(ctx)
-	}()
-	errs := make([]error, g.opts.Workers)
-	for i := range g.opts.Workers {
+	// Every worker is built before anything starts, so a refused configuration leaves nothing running.
+	workers := make([]*assembly.Worker, g.opts.Workers)
+	for i := range workers {
 		cfg := g.assembly
 		cfg.Consumer = host + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
 		w, err := assembly.New(cfg)
 		if err != nil {
 			return err
 		}
+		workers[i] = w
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.sweep(ctx)
+	}()
+	errs := make([]error, len(workers))
+	for i, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
