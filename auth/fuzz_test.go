@@ -504,6 +504,7 @@ func FuzzSMARTConfiguration(f *testing.F) {
 		`"authorization_response_iss_parameter_supported":true}`), false)
 	f.Add([]byte(`{"authorization_endpoint":"http://127.0.0.1:9/authorize","token_endpoint":"http://127.0.0.1:9/token","code_challenge_methods_supported":["S256"],"capabilities":[]}`), true)
 	f.Add([]byte(`{"authorization_endpoint":"https://u:p@h.example/a#f","token_endpoint":"/token","code_challenge_methods_supported":["plain"],"capabilities":["sso-openid-connect"]}`), false)
+	f.Add([]byte(`{"authorization_endpoint":"http://h.example/authorize","token_endpoint":"https://h.example/token","code_challenge_methods_supported":["S256"],"capabilities":[]}`), false)
 	f.Add([]byte(`{"keys":[{"kty":"RSA","n":"AQAB==","e":"AQAB=","kid":"k"}]}`), false)
 	errShape := regexp.MustCompile(`^(document is not a valid smart-configuration|capabilities missing|((authorization_endpoint|token_endpoint|issuer|jwks_uri|revocation_endpoint|introspection_endpoint) (missing|is not an absolute URL|must use https)|issuer and jwks_uri must come together|PKCE S256 not supported|authorization_code grant not supported)(; .+)*)$`)
 	f.Fuzz(func(t *testing.T, doc []byte, httpBase bool) {

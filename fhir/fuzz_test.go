@@ -182,7 +182,7 @@ func fuzzClient(t testing.TB) *Client {
 }
 
 // FuzzReadSearchset decodes a searchset page as the client does, then files its entries as a retrieval of
-// fuzzPatient would. Properties: kept entries have a valid type and id and are valid JSON within the depth limit;
+// fuzzPatient would (each as a match of its own type's search, Observations as included results). Properties: kept entries have a valid type and id and are valid JSON within the depth limit;
 // every resource kept is about fuzzPatient (or has no subject); the resource limit holds.
 func FuzzReadSearchset(f *testing.F) {
 	s := sandboxSeeds(f)
@@ -192,7 +192,8 @@ func FuzzReadSearchset(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Bundle","type":"searchset","total":1,"link":[{"relation":"next","url":"x"}],` +
 		`"entry":[{"resource":{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/` + fuzzPatient + `"}},"search":{"mode":"match"}},` +
 		`{"resource":{"resourceType":"OperationOutcome","id":"oo"},"search":{"mode":"outcome"}}]}`))
-	f.Add([]byte(`{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Condition","id":"c2","subject":{"reference":"Patient/other"}}}]}`))
+	f.Add([]byte(`{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Condition","id":"c2","subject":{"reference":"Patient/other"}}},` +
+		`{"resource":{"resourceType":"Observation","id":"o2","subject":{"reference":"` + fuzzBase + `/Patient/other"}},"search":{"mode":"include"}}]}`))
 	f.Add([]byte(`{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Condition","id":"c3","subject":[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}}]}`))
 	c := fuzzClient(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -216,7 +217,13 @@ func FuzzReadSearchset(f *testing.F) {
 			if checkDepth(e.resource.Raw, fuzzDepth) != nil {
 				t.Fatal("kept an entry deeper than the limit")
 			}
-			if err := r.file(TypeDiagnosticReport, e); err != nil {
+			// Each entry is filed as a match of a search of its own type, and an Observation as a DiagnosticReport
+			// search's included result, so that every kind of entry reaches the subject check.
+			searched := e.resource.Type
+			if searched == TypeObservation {
+				searched = TypeDiagnosticReport
+			}
+			if err := r.file(searched, e); err != nil {
 				var le *LimitError
 				if !errors.As(err, &le) || le.Limit != "max_resources" {
 					t.Fatalf("file: %v", err)
