@@ -5,8 +5,9 @@
 package audit
 
 import (
-	"encoding/json"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Action is the kind of event.
@@ -58,86 +59,76 @@ type Event struct {
 	State string
 }
 
-// JSON renders the event as a FHIR R4 AuditEvent. Every packet read writes one, so it is encoded from typed structs
-// (fields in declared order) rather than maps, which encoding/json would sort on every call.
+// JSON renders the event as a FHIR R4 AuditEvent. Every packet read and status poll writes one, so it is appended
+// by hand rather than through reflection; export_test.go keeps the struct form it must stay equal to.
 func (e Event) JSON() ([]byte, error) {
 	a := e.Action
 	if a.SubtypeSystem == lifecycle {
 		a.Subtype, a.SubtypeDisplay = e.State, e.State
 	}
-	who := aeWho{Display: "secondlook gateway"}
 	role := "CST" // custodian
 	switch {
 	case e.ClientID != "":
-		who = aeWho{Identifier: &aeIdentifier{System: "urn:secondlook:client", Value: e.ClientID}}
 		role = "IRCP"
 	case e.Patient:
-		who = aeWho{Display: "patient (browser session)"}
 		role = "PAT"
 	}
-	return json.Marshal(auditEvent{
-		ResourceType: "AuditEvent",
-		Type:         aeCoding{System: "http://dicom.nema.org/resources/ontology/DCM", Code: a.Type, Display: a.TypeDisplay},
-		Subtype:      []aeCoding{{System: a.SubtypeSystem, Code: a.Subtype, Display: a.SubtypeDisplay}},
-		Action:       a.Verb,
-		Recorded:     e.At.UTC().Format(time.RFC3339Nano),
-		Outcome:      string(e.Outcome),
-		Agent: []aeAgent{{
-			Type:      aeConcept{Coding: []aeCoding{{System: "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", Code: role}}},
-			Who:       who,
-			Requestor: e.ClientID != "" || e.Patient,
-		}},
-		Source: aeSource{
-			Observer: aeWho{Display: "secondlook gateway"},
-			Type:     []aeCoding{{System: "http://terminology.hl7.org/CodeSystem/security-source-type", Code: "4", Display: "Application Server"}},
-		},
-		Entity: []aeEntity{{
-			What: aeWho{Identifier: &aeIdentifier{System: "urn:secondlook:review", Value: e.ReviewID}},
-			Type: aeCoding{System: "http://terminology.hl7.org/CodeSystem/audit-entity-type", Code: "2", Display: "System Object"},
-		}},
-	})
+	b := make([]byte, 0, 1024)
+	b = append(b, `{"resourceType":"AuditEvent","type":`...)
+	b = appendCoding(b, "http://dicom.nema.org/resources/ontology/DCM", a.Type, a.TypeDisplay)
+	b = append(b, `,"subtype":[`...)
+	b = appendCoding(b, a.SubtypeSystem, a.Subtype, a.SubtypeDisplay)
+	b = append(b, `],"action":`...)
+	b = appendString(b, a.Verb)
+	b = append(b, `,"recorded":"`...)
+	b = e.At.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","outcome":`...)
+	b = appendString(b, string(e.Outcome))
+	b = append(b, `,"agent":[{"type":{"coding":[`...)
+	b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", role, "")
+	b = append(b, `]},"who":`...)
+	switch {
+	case e.ClientID != "":
+		b = appendIdentified(b, "urn:secondlook:client", e.ClientID)
+		b = append(b, `,"requestor":true}]`...)
+	case e.Patient:
+		b = append(b, `{"display":"patient (browser session)"},"requestor":true}]`...)
+	default:
+		b = append(b, `{"display":"secondlook gateway"},"requestor":false}]`...)
+	}
+	b = append(b, `,"source":{"observer":{"display":"secondlook gateway"},"type":[`...)
+	b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")
+	b = append(b, `]},"entity":[{"what":`...)
+	b = appendIdentified(b, "urn:secondlook:review", e.ReviewID)
+	b = append(b, `,"type":`...)
+	b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "2", "System Object")
+	b = append(b, `}]}`...)
+	return b, nil
 }
 
-// The AuditEvent as written: only the elements the gateway fills.
-type (
-	auditEvent struct {
-		ResourceType string     `json:"resourceType"`
-		Type         aeCoding   `json:"type"`
-		Subtype      []aeCoding `json:"subtype"`
-		Action       string     `json:"action"`
-		Recorded     string     `json:"recorded"`
-		Outcome      string     `json:"outcome"`
-		Agent        []aeAgent  `json:"agent"`
-		Source       aeSource   `json:"source"`
-		Entity       []aeEntity `json:"entity"`
+func appendCoding(b []byte, system, code, display string) []byte {
+	b = append(b, `{"system":`...)
+	b = appendString(b, system)
+	b = append(b, `,"code":`...)
+	b = appendString(b, code)
+	if display != "" {
+		b = append(b, `,"display":`...)
+		b = appendString(b, display)
 	}
-	aeCoding struct {
-		System  string `json:"system"`
-		Code    string `json:"code"`
-		Display string `json:"display,omitempty"`
-	}
-	aeConcept struct {
-		Coding []aeCoding `json:"coding"`
-	}
-	aeIdentifier struct {
-		System string `json:"system"`
-		Value  string `json:"value"`
-	}
-	aeWho struct {
-		Identifier *aeIdentifier `json:"identifier,omitempty"`
-		Display    string        `json:"display,omitempty"`
-	}
-	aeAgent struct {
-		Type      aeConcept `json:"type"`
-		Who       aeWho     `json:"who"`
-		Requestor bool      `json:"requestor"`
-	}
-	aeSource struct {
-		Observer aeWho      `json:"observer"`
-		Type     []aeCoding `json:"type"`
-	}
-	aeEntity struct {
-		What aeWho    `json:"what"`
-		Type aeCoding `json:"type"`
-	}
-)
+	return append(b, '}')
+}
+
+// appendIdentified writes {"identifier":{"system":…,"value":…}}.
+func appendIdentified(b []byte, system, value string) []byte {
+	b = append(b, `{"identifier":{"system":`...)
+	b = appendString(b, system)
+	b = append(b, `,"value":`...)
+	b = appendString(b, value)
+	return append(b, `}}`...)
+}
+
+// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD, as encoding/json writes it.
+func appendString(b []byte, s string) []byte {
+	out, _ := jsontext.AppendQuote(b, s) // the only error is invalid UTF-8, already replaced in out
+	return out
+}
