@@ -60,6 +60,11 @@ func (a *reviewAPI) listPackets(c echo.Context) error {
 
 // packetFor loads the packet of review id for the calling provider. Another provider's packet, or none yet, is 404;
 // a withdrawn or expired one is 410 (and its bytes are already gone).
+//
+// The decision is made on the review's access (provider, state, expiry) as this replica last read it, and the
+// AuditEvent that records it is appended only if the review still has exactly that access, atomically in Redis
+// (store.AppendAuditIf). A withdrawal therefore still cuts access at once, and a read costs one round trip, shared
+// with the other reads of the same review in flight. A stale access is read again and the decision made again.
 func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.StoredPacket, error) {
 	ctx := c.Request().Context()
 	id := c.Param("id")
@@ -67,28 +72,60 @@ func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.Store
 	if !review.ValidID(id) {
 		return nil, problemf(http.StatusNotFound, "There is no such packet.")
 	}
-	acc, err := a.Store.ReviewAccess(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, problemf(http.StatusNotFound, "There is no such packet.")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get review: %w", err)
-	}
-	if acc.Provider != cl.ID {
-		a.record(ctx, audit.Event{Action: action, Outcome: audit.Denied, ClientID: cl.ID, ReviewID: id})
-		return nil, problemf(http.StatusNotFound, "There is no such packet.")
-	}
-	switch effectiveState(acc.State, acc.ExpiresAt, a.Now()) {
-	case review.Withdrawn, review.Expired:
-		a.packets.drop(id)
-		a.record(ctx, audit.Event{Action: action, Outcome: audit.Denied, ClientID: cl.ID, ReviewID: id})
-		return nil, problemf(http.StatusGone, "This packet is no longer available: the consent was withdrawn or has expired.")
-	case review.Ready:
-	default:
-		return nil, problemf(http.StatusNotFound, "There is no such packet.")
+	for try := 0; ; try++ {
+		acc := a.access.get(id)
+		cached := acc != nil && try == 0
+		if !cached {
+			fresh, err := a.Store.ReviewAccess(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				a.access.drop(id)
+				return nil, problemf(http.StatusNotFound, "There is no such packet.")
+			}
+			if err != nil {
+				return nil, fmt.Errorf("get review: %w", err)
+			}
+			acc = fresh
+			a.access.put(id, acc)
+		}
+		outcome, refusal := audit.Success, error(nil)
+		switch {
+		case acc.Provider != cl.ID:
+			outcome, refusal = audit.Denied, problemf(http.StatusNotFound, "There is no such packet.")
+		default:
+			switch effectiveState(acc.State, acc.ExpiresAt, a.Now()) {
+			case review.Withdrawn, review.Expired:
+				a.packets.drop(id)
+				outcome, refusal = audit.Denied, problemf(http.StatusGone, "This packet is no longer available: the consent was withdrawn or has expired.")
+			case review.Ready:
+			default:
+				if cached {
+					continue // it may have become ready since: read again
+				}
+				// Not ready yet: nothing to read, nothing to record.
+				return nil, problemf(http.StatusNotFound, "There is no such packet.")
+			}
+		}
+		ev, err := audit.Event{Action: action, Outcome: outcome, At: a.Now(), ClientID: cl.ID, ReviewID: id}.JSON()
+		if err != nil {
+			return nil, fmt.Errorf("audit event: %w", err)
+		}
+		err = a.Store.AppendAuditIf(ctx, id, ev, *acc)
+		if errors.Is(err, store.ErrAccessChanged) && try < 3 {
+			a.access.drop(id)
+			continue // decided on a stale access: read it again
+		}
+		if err != nil {
+			// The access is unconfirmed and the read unrecorded: serve nothing.
+			return nil, fmt.Errorf("record packet access: %w", err)
+		}
+		if refusal != nil {
+			return nil, refusal
+		}
+		break
 	}
 	p := a.packets.get(id)
 	if p == nil {
+		var err error
 		p, err = a.Store.GetPacket(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, problemf(http.StatusGone, "This packet is no longer available.")
@@ -98,8 +135,38 @@ func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.Store
 		}
 		a.packets.put(id, p)
 	}
-	a.record(ctx, audit.Event{Action: action, Outcome: audit.Success, ClientID: cl.ID, ReviewID: id})
 	return p, nil
+}
+
+// accessCache remembers each review's access as this replica last read it. It is only ever a starting point: every
+// decision made on it is confirmed by the atomic audit append, which refuses a stale one.
+type accessCache struct {
+	mu   sync.Mutex
+	byID map[string]*store.Access
+}
+
+// maxCachedAccess bounds the reviews remembered; when full the cache starts over.
+const maxCachedAccess = 10000
+
+func (c *accessCache) get(id string) *store.Access {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byID[id]
+}
+
+func (c *accessCache) put(id string, acc *store.Access) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byID == nil || len(c.byID) >= maxCachedAccess {
+		c.byID = map[string]*store.Access{}
+	}
+	c.byID[id] = acc
+}
+
+func (c *accessCache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.byID, id)
 }
 
 // packetCache keeps recently served packets in memory. A packet never changes once stored, and every request still

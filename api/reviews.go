@@ -28,6 +28,7 @@ type reviewRecords interface {
 	ProviderReviews(ctx context.Context, provider string) ([]string, error)
 	GetPacket(ctx context.Context, reviewID string) (*store.StoredPacket, error)
 	AppendAudit(ctx context.Context, reviewID string, event []byte) error
+	AppendAuditIf(ctx context.Context, reviewID string, event []byte, acc store.Access) error
 	Audit(ctx context.Context, reviewID string) ([]store.AuditEntry, error)
 }
 
@@ -52,6 +53,7 @@ type ReviewsConfig struct {
 type reviewAPI struct {
 	ReviewsConfig
 	packets packetCache
+	access  accessCache
 }
 
 func (a *reviewAPI) mount(e *echo.Echo) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -50,10 +51,26 @@ func chainHash(prev string, event []byte) string {
 // (WATCH on the head) is retried when another replica appended at the same time. The event is written even if ctx
 // ends first: an access that happened is recorded.
 func (s *Store) AppendAudit(ctx context.Context, reviewID string, event []byte) error {
+	return s.appendAudit(ctx, reviewID, event, nil)
+}
+
+// ErrAccessChanged is returned by AppendAuditIf when the review's provider, state or expiry is no longer the one
+// the event was decided on.
+var ErrAccessChanged = errors.New("store: review access changed")
+
+// AppendAuditIf appends an event decided on the review access acc (who may read it, in what state, until when),
+// only if the review still has exactly that access: the check and the append are one atomic step in Redis. A
+// caller can thus decide from a remembered Access, and be told, in the same round trip that records the event,
+// when a withdrawal or expiry has made the decision stale (ErrAccessChanged: nothing was appended).
+func (s *Store) AppendAuditIf(ctx context.Context, reviewID string, event []byte, acc Access) error {
+	return s.appendAudit(ctx, reviewID, event, &acc)
+}
+
+func (s *Store) appendAudit(ctx context.Context, reviewID string, event []byte, guard *Access) error {
 	if _, err := s.key("audit", reviewID); err != nil {
 		return fmt.Errorf("append audit: %w", err)
 	}
-	item := &auditItem{event: event, done: make(chan error, 1)}
+	item := &auditItem{event: event, guard: guard, done: make(chan error, 1)}
 	b := s.audit
 	b.mu.Lock()
 	q := b.queues[reviewID]
@@ -64,7 +81,7 @@ func (s *Store) AppendAudit(ctx context.Context, reviewID string, event []byte) 
 	q.pending = append(q.pending, item)
 	if !q.running {
 		q.running = true
-		go s.flushAudit(reviewID, q) //nolint:gosec // G118: on purpose not ctx: the batch outlives the request that started it, and an access that happened is recorded
+		go s.flushAudit(reviewID, q) //nolint:gosec // G118: the flush outlives the request on purpose (an access that happened is recorded)
 	}
 	b.mu.Unlock()
 	select {
@@ -108,7 +125,16 @@ type auditQueue struct {
 
 type auditItem struct {
 	event []byte
+	guard *Access // nil: unconditional
 	done  chan error
+}
+
+// sameGuard reports whether two items may share a batch: both unconditional, or both decided on the same access.
+func sameGuard(a, b *Access) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Provider == b.Provider && a.State == b.State && a.ExpiresAt.Equal(b.ExpiresAt)
 }
 
 func (s *Store) flushAudit(reviewID string, q *auditQueue) {
@@ -124,22 +150,36 @@ func (s *Store) flushAudit(reviewID string, q *auditQueue) {
 			return
 		}
 		b.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := s.appendBatch(ctx, reviewID, batch)
-		cancel()
-		for _, it := range batch {
-			it.done <- err
+		// Consecutive events decided on the same access go together; each run is one round trip.
+		for len(batch) > 0 {
+			n := 1
+			for n < len(batch) && sameGuard(batch[n].guard, batch[0].guard) {
+				n++
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := s.appendBatch(ctx, reviewID, batch[:n], batch[0].guard)
+			cancel()
+			for _, it := range batch[:n] {
+				it.done <- err
+			}
+			batch = batch[n:]
 		}
 	}
 }
 
 // appendScript appends a batch of chained entries if the head is still the one the batch was chained from, in one
-// round trip; otherwise it answers the current head so the caller can chain again.
+// round trip; otherwise it answers the current head so the caller can chain again. With a guard (ARGV[3] = "1") it
+// first checks that the review's provider, state and expiry are still ARGV[4..6], and appends nothing (answering 2)
+// when they are not. A record written before provider and expiry were kept is checked on its state alone.
 var appendScript = redis.NewScript(`
+if ARGV[3] == "1" then
+  local acc = redis.call("HMGET", KEYS[3], "provider", "state", "expires")
+  if acc[2] ~= ARGV[5] or (acc[1] and acc[1] ~= ARGV[4]) or (acc[3] and acc[3] ~= ARGV[6]) then return {2, ""} end
+end
 local cur = redis.call("GET", KEYS[2]) or ""
 if cur ~= ARGV[1] then return {0, cur} end
 local last = ARGV[1]
-for i = 3, #ARGV, 3 do
+for i = 7, #ARGV, 3 do
   redis.call("XADD", KEYS[1], "*", "event", ARGV[i], "prev", ARGV[i+1], "hash", ARGV[i+2])
   last = ARGV[i+2]
 end
@@ -148,30 +188,39 @@ redis.call("PEXPIRE", KEYS[1], ARGV[2])
 return {1, last}`)
 
 // appendBatch chains the batch from the head this process last wrote (or learns the head from Redis when another
-// replica moved it) and appends it atomically.
-func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*auditItem) error {
+// replica moved it) and appends it atomically, if the guard (when set) still holds.
+func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*auditItem, guard *Access) error {
 	stream, _ := s.key("audit", reviewID)
+	reviewKey, _ := s.key("review", reviewID)
 	head := stream + ":head"
 	prev := s.audit.head(reviewID)
 	ttl := AuditRetention.Milliseconds()
+	g := []any{"0", "", "", ""}
+	if guard != nil {
+		g = []any{"1", guard.Provider, string(guard.State), strconv.FormatInt(guard.ExpiresAt.UnixMilli(), 10)}
+	}
 	for try := 0; try < 50; try++ {
-		args := make([]any, 0, 2+3*len(batch))
+		args := make([]any, 0, 6+3*len(batch))
 		args = append(args, prev, ttl)
+		args = append(args, g...)
 		h := prev
 		for _, it := range batch {
 			next := chainHash(h, it.event)
 			args = append(args, it.event, h, next)
 			h = next
 		}
-		res, err := appendScript.Run(ctx, s.rdb, []string{stream, head}, args...).Slice()
+		res, err := appendScript.Run(ctx, s.rdb, []string{stream, head, reviewKey}, args...).Slice()
 		if err != nil {
 			return fmt.Errorf("append audit: %w", err)
 		}
 		ok, _ := res[0].(int64)
 		cur, _ := res[1].(string)
-		if ok == 1 {
+		switch ok {
+		case 1:
 			s.audit.setHead(reviewID, cur)
 			return nil
+		case 2:
+			return ErrAccessChanged
 		}
 		prev = cur // another replica appended: chain from its head
 	}

@@ -288,3 +288,54 @@ func TestReviewCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendAuditIf: an event decided on a review's access is appended only while the review still has that access;
+// after a withdrawal the same append is refused and nothing is written, and a fresh read lets it through again.
+func TestAppendAuditIf(t *testing.T) {
+	for name, newStore := range map[string]storetest.NewStore{"real": storetest.RealRedis, "embedded": storetest.EmbeddedRedis} {
+		t.Run(name, func(t *testing.T) {
+			s, _ := newStore(t)
+			ctx := context.Background()
+			r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
+			if err := s.CreateReview(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			acc, err := s.ReviewAccess(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AppendAuditIf(ctx, r.ID, []byte(`{"n":1}`), *acc); err != nil {
+				t.Fatalf("append on the current access: %v", err)
+			}
+			other := *acc
+			other.Provider = "cardio"
+			if err := s.AppendAuditIf(ctx, r.ID, []byte(`{"n":2}`), other); !errors.Is(err, store.ErrAccessChanged) {
+				t.Errorf("append decided for another provider: %v", err)
+			}
+			if _, err := s.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Withdrawn, ""); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AppendAuditIf(ctx, r.ID, []byte(`{"n":3}`), *acc); !errors.Is(err, store.ErrAccessChanged) {
+				t.Fatalf("append on a stale access: %v", err)
+			}
+			fresh, err := s.ReviewAccess(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AppendAuditIf(ctx, r.ID, []byte(`{"n":4}`), *fresh); err != nil {
+				t.Fatalf("append on the fresh access: %v", err)
+			}
+			trail, err := s.Audit(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range trail {
+				got = append(got, string(e.Event))
+			}
+			if len(got) != 3 || got[0] != `{"n":1}` || !strings.Contains(got[1], "withdrawn") || got[2] != `{"n":4}` {
+				t.Errorf("trail %q", got)
+			}
+		})
+	}
+}
