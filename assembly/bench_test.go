@@ -22,6 +22,7 @@ import (
 	"secondlook/review"
 	"secondlook/sandbox"
 	"secondlook/store"
+	"secondlook/store/storetest"
 )
 
 // BenchmarkAssembleLargest assembles the largest shared patient (Johnetta529, 3.2 MB) from one sandbox site with
@@ -52,12 +53,29 @@ func BenchmarkAssembleLargest(b *testing.B) {
 	if _, err := client.Capabilities(context.Background()); err != nil { // a running gateway has it cached
 		b.Fatal(err)
 	}
-	rdb, mr, err := store.Embedded()
-	if err != nil {
-		b.Fatal(err)
+	// The real Redis, as in production (REDIS_URL or 127.0.0.1:6379); the embedded one only where none answers.
+	url := os.Getenv("REDIS_URL")
+	if url == "" {
+		url = "redis://127.0.0.1:6379/0"
 	}
-	defer mr.Close()
-	st := store.New(rdb, "bench:")
+	rdb, err := store.Open(context.Background(), url)
+	if err != nil {
+		embedded, mr, err := store.Embedded()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer mr.Close()
+		rdb = embedded
+	}
+	defer rdb.Close()
+	prefix := storetest.UniquePrefix()
+	defer func() {
+		keys, _ := storetest.Keys(context.Background(), rdb, prefix+"*")
+		for _, k := range keys {
+			rdb.Del(context.Background(), k)
+		}
+	}()
+	st := store.New(rdb, prefix)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	prof, err := deid.LoadProfile(deid.DefaultProfile)
 	if err != nil {
