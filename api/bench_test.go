@@ -20,6 +20,7 @@ import (
 	"secondlook/fhir/deid"
 	"secondlook/packet"
 	"secondlook/store"
+	"secondlook/store/storetest"
 )
 
 // downloadLoad fetches url from 64 goroutines (32 × GOMAXPROCS 2) over keep-alive connections and reports
@@ -81,7 +82,14 @@ func newAPIEnvLoad(b testing.TB) (*apiEnv, string, []byte) {
 		b.Skipf("no Redis: %v", err)
 	}
 	b.Cleanup(func() { _ = rdb.Close() })
-	e := newAPIEnvWith(b, store.New(rdb, "bench-"+strings.ToLower(cryptorand.Text()[:10])+":"))
+	prefix := "bench-" + strings.ToLower(cryptorand.Text()[:10]) + ":"
+	b.Cleanup(func() {
+		keys, _ := storetest.Keys(context.Background(), rdb, prefix+"*")
+		for _, k := range keys {
+			rdb.Del(context.Background(), k)
+		}
+	})
+	e := newAPIEnvLogging(b, store.New(rdb, prefix), io.Discard)
 	raw, err := os.ReadFile("../testdata/synthea/Todd315_Stamm704_0ce18c7d-fd78-46d9-81b5-8bed231c337a.json")
 	if err != nil {
 		b.Fatal(err)

@@ -37,6 +37,15 @@ func newAPIEnv(t *testing.T) *apiEnv {
 }
 
 func newAPIEnvWith(t testing.TB, st *store.Store, update ...func(*ReviewsConfig)) *apiEnv {
+	var logs bytes.Buffer
+	e := newAPIEnvLogging(t, st, &logs, update...)
+	e.logs = &logs
+	return e
+}
+
+// newAPIEnvLogging is newAPIEnvWith logging to w (the load tests discard their logs, which would otherwise grow
+// by a line per request for the whole run).
+func newAPIEnvLogging(t testing.TB, st *store.Store, w io.Writer, update ...func(*ReviewsConfig)) *apiEnv {
 	t.Helper()
 	is := callertest.NewIssuer(t)
 	v, err := caller.New([]caller.Issuer{{URL: is.URL, Audience: audience, Clients: []caller.Client{
@@ -46,9 +55,8 @@ func newAPIEnvWith(t testing.TB, st *store.Store, update ...func(*ReviewsConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
 	s, err := New(Config{
-		Logger:  slog.New(slog.NewJSONHandler(&logs, nil)),
+		Logger:  slog.New(slog.NewJSONHandler(w, nil)),
 		OpenAPI: secondlook.OpenAPI,
 		Reviews: func() *ReviewsConfig {
 			rc := &ReviewsConfig{
@@ -70,7 +78,7 @@ func newAPIEnvWith(t testing.TB, st *store.Store, update ...func(*ReviewsConfig)
 	}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	return &apiEnv{srv: srv, store: st, issuer: is, logs: &logs}
+	return &apiEnv{srv: srv, store: st, issuer: is, logs: &bytes.Buffer{}}
 }
 
 // do sends a request as client (or anonymously when client is ""), validated against openapi.yaml.
