@@ -45,11 +45,11 @@ func chainHash(prev string, event []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// AppendAudit appends an event to a review's trail. Appends to one review from this process are batched: while one
-// transaction is in flight, later events queue and go together in the next, so a burst of reads of one packet costs
-// one round of Redis transactions rather than one contended transaction each. Across replicas the transaction
-// (WATCH on the head) is retried when another replica appended at the same time. The event is written even if ctx
-// ends first: an access that happened is recorded.
+// AppendAudit appends an event to a review's trail. Appends from this process are batched: while one round is in
+// flight, later events queue and go together in the next, one script call per review in one pipeline, so a burst of
+// reads costs one round trip rather than one contended transaction each. Across replicas the script appends only on
+// the head it was chained from, and is sent again when another replica appended at the same time. The event is
+// written even if ctx ends first: an access that happened is recorded.
 func (s *Store) AppendAudit(ctx context.Context, reviewID string, event []byte) error {
 	return s.appendAudit(ctx, reviewID, event, nil)
 }
@@ -73,15 +73,13 @@ func (s *Store) appendAudit(ctx context.Context, reviewID string, event []byte, 
 	item := &auditItem{event: event, guard: guard, done: make(chan error, 1)}
 	b := s.audit
 	b.mu.Lock()
-	q := b.queues[reviewID]
-	if q == nil {
-		q = &auditQueue{}
-		b.queues[reviewID] = q
+	if len(b.pending[reviewID]) == 0 {
+		b.order = append(b.order, reviewID)
 	}
-	q.pending = append(q.pending, item)
-	if !q.running {
-		q.running = true
-		go s.flushAudit(reviewID, q) //nolint:gosec // G118: the flush outlives the request on purpose (an access that happened is recorded)
+	b.pending[reviewID] = append(b.pending[reviewID], item)
+	if !b.running {
+		b.running = true
+		go s.flushAudit() //nolint:gosec // G118: the flush outlives the request on purpose (an access that happened is recorded)
 	}
 	b.mu.Unlock()
 	select {
@@ -92,12 +90,16 @@ func (s *Store) appendAudit(ctx context.Context, reviewID string, event []byte, 
 	}
 }
 
-// auditBatcher queues appends per review within this process, and remembers the last head it wrote per review so
-// the next batch usually needs one round trip.
+// auditBatcher queues this process's appends, and remembers the last head it wrote per review so the next batch
+// usually needs no extra round trip. One flusher sends every review's queued events together: a round is one
+// pipeline of one script call per review (and per run of events decided on the same access), so a burst of reads
+// of many packets costs one round trip, not one each.
 type auditBatcher struct {
-	mu     sync.Mutex
-	queues map[string]*auditQueue
-	heads  map[string]string
+	mu      sync.Mutex
+	pending map[string][]*auditItem // queued events per review, in order
+	order   []string                // the reviews with queued events, in arrival order
+	running bool                    // a flusher is running
+	heads   map[string]string
 }
 
 // maxRememberedHeads bounds the heads remembered; when full they are forgotten (the next append learns the head).
@@ -118,11 +120,6 @@ func (b *auditBatcher) setHead(reviewID, h string) {
 	b.heads[reviewID] = h
 }
 
-type auditQueue struct {
-	pending []*auditItem
-	running bool
-}
-
 type auditItem struct {
 	event []byte
 	guard *Access // nil: unconditional
@@ -137,32 +134,87 @@ func sameGuard(a, b *Access) bool {
 	return a.Provider == b.Provider && a.State == b.State && a.ExpiresAt.Equal(b.ExpiresAt)
 }
 
-func (s *Store) flushAudit(reviewID string, q *auditQueue) {
+// flushAudit sends rounds of queued events until none is left.
+func (s *Store) flushAudit() {
 	b := s.audit
 	for {
 		b.mu.Lock()
-		batch := q.pending
-		q.pending = nil
-		if len(batch) == 0 {
-			q.running = false
-			delete(b.queues, reviewID)
+		if len(b.order) == 0 {
+			b.running = false
 			b.mu.Unlock()
 			return
 		}
+		order, pending := b.order, b.pending
+		b.order, b.pending = nil, map[string][]*auditItem{}
 		b.mu.Unlock()
-		// Consecutive events decided on the same access go together; each run is one round trip.
-		for len(batch) > 0 {
+		s.appendRound(order, pending)
+	}
+}
+
+// auditRun is consecutive events of one review decided on the same access (or unconditional): one script call.
+type auditRun struct {
+	review string
+	items  []*auditItem
+	cmd    *redis.Cmd
+}
+
+// appendRound appends one round: every run in one pipeline, each chained from the head this process last wrote for
+// its review (or from the run before it). A run whose head moved (another replica appended) or whose script Redis
+// had forgotten is sent again on its own, in order.
+func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var runs []*auditRun
+	for _, id := range order {
+		items := pending[id]
+		for len(items) > 0 {
 			n := 1
-			for n < len(batch) && sameGuard(batch[n].guard, batch[0].guard) {
+			for n < len(items) && sameGuard(items[n].guard, items[0].guard) {
 				n++
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := s.appendBatch(ctx, reviewID, batch[:n], batch[0].guard)
-			cancel()
-			for _, it := range batch[:n] {
-				it.done <- err
+			runs = append(runs, &auditRun{review: id, items: items[:n]})
+			items = items[n:]
+		}
+	}
+	ttl := AuditRetention.Milliseconds()
+	last := map[string]string{}
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, r := range runs {
+			prev, ok := last[r.review]
+			if !ok {
+				prev = s.audit.head(r.review)
 			}
-			batch = batch[n:]
+			keys, args, h := s.auditArgs(r.review, prev, ttl, r.items, r.items[0].guard)
+			last[r.review] = h
+			r.cmd = appendScript.EvalSha(ctx, p, keys, args...)
+		}
+		return nil
+	}) // each command's own error is read below
+	for _, r := range runs {
+		err := r.cmd.Err()
+		if err == nil {
+			res, _ := r.cmd.Slice()
+			ok, cur := int64(0), ""
+			if len(res) == 2 {
+				ok, _ = res[0].(int64)
+				cur, _ = res[1].(string)
+			}
+			switch ok {
+			case 1:
+				s.audit.setHead(r.review, cur)
+			case 2:
+				err = ErrAccessChanged
+			default:
+				// The head moved under us: chain from Redis's head, on its own.
+				s.audit.setHead(r.review, cur)
+				err = s.appendBatch(ctx, r.review, r.items, r.items[0].guard)
+			}
+		} else {
+			// The script not loaded (a restarted Redis), or the round failed: this run on its own, which loads it.
+			err = s.appendBatch(ctx, r.review, r.items, r.items[0].guard)
+		}
+		for _, it := range r.items {
+			it.done <- err
 		}
 	}
 }
@@ -190,26 +242,11 @@ return {1, last}`)
 // appendBatch chains the batch from the head this process last wrote (or learns the head from Redis when another
 // replica moved it) and appends it atomically, if the guard (when set) still holds.
 func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*auditItem, guard *Access) error {
-	stream, _ := s.key("audit", reviewID)
-	reviewKey, _ := s.key("review", reviewID)
-	head := stream + ":head"
 	prev := s.audit.head(reviewID)
 	ttl := AuditRetention.Milliseconds()
-	g := []any{"0", "", "", ""}
-	if guard != nil {
-		g = []any{"1", guard.Provider, string(guard.State), strconv.FormatInt(guard.ExpiresAt.UnixMilli(), 10)}
-	}
 	for try := 0; try < 50; try++ {
-		args := make([]any, 0, 6+3*len(batch))
-		args = append(args, prev, ttl)
-		args = append(args, g...)
-		h := prev
-		for _, it := range batch {
-			next := chainHash(h, it.event)
-			args = append(args, it.event, h, next)
-			h = next
-		}
-		res, err := appendScript.Run(ctx, s.rdb, []string{stream, head, reviewKey}, args...).Slice()
+		keys, args, _ := s.auditArgs(reviewID, prev, ttl, batch, guard)
+		res, err := appendScript.Run(ctx, s.rdb, keys, args...).Slice()
 		if err != nil {
 			return fmt.Errorf("append audit: %w", err)
 		}
@@ -225,6 +262,26 @@ func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*audit
 		prev = cur // another replica appended: chain from its head
 	}
 	return errors.New("append audit: too much contention")
+}
+
+// auditArgs are the keys and arguments of appendScript for a batch chained from prev, and the batch's last hash.
+func (s *Store) auditArgs(reviewID, prev string, ttl int64, batch []*auditItem, guard *Access) ([]string, []any, string) {
+	stream, _ := s.key("audit", reviewID)
+	reviewKey, _ := s.key("review", reviewID)
+	args := make([]any, 0, 6+3*len(batch))
+	args = append(args, prev, ttl)
+	if guard != nil {
+		args = append(args, "1", guard.Provider, string(guard.State), strconv.FormatInt(guard.ExpiresAt.UnixMilli(), 10))
+	} else {
+		args = append(args, "0", "", "", "")
+	}
+	h := prev
+	for _, it := range batch {
+		next := chainHash(h, it.event)
+		args = append(args, it.event, h, next)
+		h = next
+	}
+	return []string{stream, stream + ":head", reviewKey}, args, h
 }
 
 // Audit returns a review's trail, oldest first, after checking that its hashes link; a broken chain is

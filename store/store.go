@@ -39,7 +39,7 @@ func New(client redis.UniversalClient, prefix string) *Store {
 	if strings.ContainsAny(prefix, "{}") {
 		panic("store: prefix must not contain { or }")
 	}
-	return &Store{rdb: client, prefix: prefix, audit: &auditBatcher{queues: map[string]*auditQueue{}}, access: &accessReads{}}
+	return &Store{rdb: client, prefix: prefix, audit: &auditBatcher{pending: map[string][]*auditItem{}}, access: &accessReads{}}
 }
 
 // Client returns the underlying Redis client.
