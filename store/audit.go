@@ -19,7 +19,9 @@ import (
 //	<prefix>{<review>}:audit        stream: event (JSON), prev (hex), hash (hex)
 //	<prefix>{<review>}:audit:head   the last hash
 //
-// The head and the stream share the review's hash tag, so the append is one optimistic transaction (WATCH head).
+// The head, the stream and the review's record share the review's hash tag, so an append is one Lua script that
+// writes only on the head it was chained from (AppendAuditIf also checks the review's access there, and MoveReview
+// appends the transition in the same script as the move).
 
 // AuditRetention is how long an audit trail is kept after its last entry: longer than the review, so access can be
 // accounted for after the packet is gone.

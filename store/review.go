@@ -32,17 +32,26 @@ redis.call("HSET", KEYS[1], "data", ARGV[1], "state", ARGV[2], "reason", "", "up
 redis.call("PEXPIREAT", KEYS[1], ARGV[4])
 return 1`)
 
-// moveReviewScript moves a review to ARGV[1] if its state is one of ARGV[5..]; it answers {moved, state before}.
+// moveReviewScript moves a review (KEYS[1]) to ARGV[1] if its state is one of ARGV[8..], and appends the
+// transition's AuditEvent (ARGV[5], hash ARGV[6], chained from ARGV[4]) to its trail (KEYS[2], head KEYS[3]) in the
+// same step, so no transition is ever left unaudited. The event is written first: Redis does not undo a script's
+// writes when a later command fails, and a failed append must leave the state as it was. It answers {moved, state before}: 1 moved, 0 refused (another
+// state), -1 no review, 2 the trail's head is no longer ARGV[4] (the caller chains again from the head answered).
 var moveReviewScript = redis.NewScript(`
 local st = redis.call("HGET", KEYS[1], "state")
 if not st then return {-1, ""} end
-for i = 5, #ARGV do
-  if ARGV[i] == st then
-    redis.call("HSET", KEYS[1], "state", ARGV[1], "reason", ARGV[2], "updated", ARGV[3])
-    return {1, st}
-  end
+local allowed = false
+for i = 8, #ARGV do
+  if ARGV[i] == st then allowed = true break end
 end
-return {0, st}`)
+if not allowed then return {0, st} end
+local cur = redis.call("GET", KEYS[3]) or ""
+if cur ~= ARGV[4] then return {2, cur} end
+redis.call("XADD", KEYS[2], "*", "event", ARGV[5], "prev", ARGV[4], "hash", ARGV[6])
+redis.call("SET", KEYS[3], ARGV[6], "PX", ARGV[7])
+redis.call("PEXPIRE", KEYS[2], ARGV[7])
+redis.call("HSET", KEYS[1], "state", ARGV[1], "reason", ARGV[2], "updated", ARGV[3])
+return {1, st}`)
 
 // CreateReview stores a new review. Its record expires ReviewRetention after the review does.
 func (s *Store) CreateReview(ctx context.Context, r *review.Review) error {
@@ -286,13 +295,37 @@ func (s *Store) MoveReview(ctx context.Context, id string, from []review.State, 
 	if err != nil {
 		return nil, fmt.Errorf("move review: %w", err)
 	}
-	args := []any{string(to), reason, time.Now().UnixMilli(), ""}
-	for _, f := range from {
-		args = append(args, string(f))
-	}
-	res, err := moveReviewScript.Run(ctx, s.rdb, []string{k}, args...).Slice()
+	stream, _ := s.key("audit", id)
+	now := time.Now()
+	// The transition and its AuditEvent are one atomic step (the event is chained from the trail's head, and the
+	// step is tried again if another append moved the head meanwhile).
+	ev, err := audit.Event{Action: audit.Transition, Outcome: audit.Success, At: now, ReviewID: id, State: string(to),
+		Patient: to == review.Withdrawn && reason == WithdrawnByPatient}.JSON()
 	if err != nil {
 		return nil, fmt.Errorf("move review: %w", err)
+	}
+	prev := s.audit.head(id)
+	var res []any
+	for try := 0; ; try++ {
+		if try == 50 {
+			return nil, errors.New("move review: too much contention on the audit trail")
+		}
+		hash := chainHash(prev, ev)
+		args := []any{string(to), reason, now.UnixMilli(), prev, ev, hash, AuditRetention.Milliseconds()}
+		for _, f := range from {
+			args = append(args, string(f))
+		}
+		res, err = moveReviewScript.Run(ctx, s.rdb, []string{k, stream, stream + ":head"}, args...).Slice()
+		if err != nil {
+			return nil, fmt.Errorf("move review: %w", err)
+		}
+		if moved, _ := res[0].(int64); moved != 2 {
+			if moved == 1 {
+				s.audit.setHead(id, hash)
+			}
+			break
+		}
+		prev = str(res[1])
 	}
 	moved, _ := res[0].(int64)
 	switch moved {
@@ -307,15 +340,6 @@ func (s *Store) MoveReview(ctx context.Context, id string, from []review.State, 
 		p.HIncrBy(ctx, s.statsKey(), string(to), 1)
 		return nil
 	})
-	// Every transition is audited. The move has happened; a failure to audit it is reported, not undone.
-	ev, err := audit.Event{Action: audit.Transition, Outcome: audit.Success, At: time.Now(), ReviewID: id, State: string(to),
-		Patient: to == review.Withdrawn && reason == WithdrawnByPatient}.JSON()
-	if err == nil {
-		err = s.AppendAudit(ctx, id, ev)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("move review: audit the transition: %w", err)
-	}
 	return s.GetReview(ctx, id)
 }
 

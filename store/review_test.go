@@ -339,3 +339,32 @@ func TestAppendAuditIf(t *testing.T) {
 		})
 	}
 }
+
+// TestTransitionWithoutAuditDoesNotHappen: the move and its AuditEvent are one step. When the trail cannot be
+// written (here its key holds the wrong type), the move fails and the review keeps its state; with the append as a
+// second step the review would be consented with nothing in its trail.
+func TestTransitionWithoutAuditDoesNotHappen(t *testing.T) {
+	for name, newStore := range map[string]storetest.NewStore{"real": storetest.RealRedis, "embedded": storetest.EmbeddedRedis} {
+		t.Run(name, func(t *testing.T) {
+			s, _ := newStore(t)
+			ctx := context.Background()
+			r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "p", Question: "q"}, time.Now(), time.Hour)
+			if err := s.CreateReview(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Client().Set(ctx, s.Prefix()+"{"+r.ID+"}:audit", "not a stream", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err == nil {
+				t.Fatal("the move succeeded although its audit entry could not be written")
+			}
+			got, err := s.GetReview(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != review.AwaitingConsent {
+				t.Errorf("state %s after a failed move, want awaiting-consent", got.State)
+			}
+		})
+	}
+}
