@@ -67,7 +67,7 @@ func BenchmarkAssembleLargest(b *testing.B) {
 		defer mr.Close()
 		rdb = embedded
 	}
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	prefix := storetest.UniquePrefix()
 	defer func() {
 		keys, _ := storetest.Keys(context.Background(), rdb, prefix+"*")

@@ -232,7 +232,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		Metrics: rec, ServeMetrics: o.MetricsOnMainListener, CORSOrigins: o.CORSOrigins, TracerProvider: tp,
 		Logger: o.Logger, BodyLimit: o.BodyLimit, RequestTimeout: o.RequestTimeout, OpenAPI: secondlook.OpenAPI,
 		JWKS:  func() ([]byte, error) { return g.jwks, nil },
-		Ready: func(ctx context.Context) error { return o.Store.Ping(ctx) },
+		Ready: func(ctx context.Context) error { return ready(ctx, o.Store, fhirSources) },
 		Consent: &api.ConsentConfig{
 			Reviews: o.Store, Consents: o.Store, Auth: ac, Sources: info, Providers: providers, Requesters: requesters,
 			CSRFKey: o.CSRFKey, SecureCookies: isHTTPS(o.PublicURL), Now: o.Now, Logger: o.Logger,
@@ -301,6 +301,40 @@ func (g *Gateway) RunWorkers(ctx context.Context) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// ready reports whether the replica can serve: Redis answers, and every source's CapabilityStatement is cached or
+// can be read now. Once read, a source's metadata stays cached, so a source that goes down later does not take the
+// replica out of service (its assemblies fail and are retried on their own); one never reached since start does.
+func ready(ctx context.Context, st *store.Store, sources map[string]assembly.Source) error {
+	if err := st.Ping(ctx); err != nil {
+		return err
+	}
+	errs := make(chan error, len(sources))
+	for id, s := range sources {
+		go func() {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			if _, err := s.Client.Capabilities(cctx); err != nil {
+				errs <- &sourceUnavailable{id: id}
+				return
+			}
+			errs <- nil
+		}()
+	}
+	var first error
+	for range sources {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// sourceUnavailable names, for /readyz, a source whose metadata could not be read; never its URL or the error.
+type sourceUnavailable struct{ id string }
+
+func (e *sourceUnavailable) Error() string     { return "source " + e.id + " unavailable" }
+func (e *sourceUnavailable) Component() string { return "source " + e.id }
 
 // MetricsHandler serves the Prometheus metrics, or is nil without Options.Metrics.
 func (g *Gateway) MetricsHandler() http.Handler {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"secondlook/consent"
 	"secondlook/fhir"
 	"secondlook/review"
+	"secondlook/sandbox"
 	"secondlook/seal"
 	"secondlook/store"
 )
@@ -131,5 +133,56 @@ func TestConsentPageCompletesAnInterruptedConsent(t *testing.T) {
 	}
 	if pending, _, err := st.QueueDepth(ctx); err != nil || pending != 1 {
 		t.Errorf("%d jobs queued (%v), want 1", pending, err)
+	}
+}
+
+// TestReadyNeedsEverySourcesMetadata: /readyz is 503 while a source's CapabilityStatement has never been read and
+// cannot be (naming the source, never its URL), 200 once it has been, and stays 200 when the source goes away later
+// (the metadata is cached; assemblies from it fail and retry on their own).
+func TestReadyNeedsEverySourcesMetadata(t *testing.T) {
+	rdb, mr, err := store.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close(); mr.Close() })
+	st := store.New(rdb, "ready-test:")
+	ring, err := seal.NewKeyring(map[string][]byte{"k1": make([]byte, 32)}, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.New(sandbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fhirSrv := httptest.NewServer(sb.Handler())
+	defer fhirSrv.Close()
+	sig, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	newGateway := func(base string) http.Handler {
+		gw, err := New(context.Background(), Options{
+			PublicURL: "http://127.0.0.1:9", Store: st, TokenKeys: ring, Signer: sig, SignerKID: "s1", CSRFKey: make([]byte, 32),
+			Sources: []Source{{ID: "hospital", Name: "Hospital", Kind: "hospital", FHIR: fhir.Options{BaseURL: base},
+				Auth: auth.Source{ClientID: "gw", Method: auth.MethodClientSecretBasic, Secret: []byte("s")}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gw.Handler
+	}
+	get := func(h http.Handler) (int, string) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+		return w.Code, w.Body.String()
+	}
+	down := newGateway("http://127.0.0.1:9/fhir")
+	if code, body := get(down); code != http.StatusServiceUnavailable || !strings.Contains(body, "source hospital") || strings.Contains(body, "127.0.0.1") {
+		t.Errorf("unreachable source: %d %s", code, body)
+	}
+	up := newGateway(fhirSrv.URL + "/hospital/fhir")
+	if code, body := get(up); code != http.StatusOK {
+		t.Errorf("reachable source: %d %s", code, body)
+	}
+	fhirSrv.Close()
+	if code, body := get(up); code != http.StatusOK {
+		t.Errorf("source gone after its metadata was read: %d %s", code, body)
 	}
 }
