@@ -155,6 +155,7 @@ func (f *consentFlow) load(c echo.Context) (*review.Review, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load review: %w", err)
 	}
+	logReview(c, r.ID)
 	if r.State == review.Expired || (r.State != review.Withdrawn && !f.Now().Before(r.ExpiresAt)) {
 		return nil, &pageError{status: http.StatusGone, key: "error.notfound"}
 	}

@@ -87,6 +87,7 @@ func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.Store
 			acc = fresh
 			a.access.put(id, acc)
 		}
+		logReview(c, id) // the review exists: its access was read (now or before)
 		outcome, refusal := audit.Success, error(nil)
 		switch {
 		case acc.Provider != cl.ID:

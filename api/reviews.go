@@ -126,6 +126,7 @@ func (a *reviewAPI) create(c echo.Context) error {
 	if err := a.Store.CreateReview(ctx, r); err != nil {
 		return fmt.Errorf("create review: %w", err)
 	}
+	logReview(c, r.ID)
 	a.record(ctx, audit.Event{Action: audit.ReviewCreated, Outcome: audit.Success, ClientID: cl.ID, ReviewID: r.ID})
 	c.Response().Header().Set("Location", "/api/v1/reviews/"+r.ID)
 	return c.JSON(http.StatusCreated, a.view(r))
@@ -138,6 +139,9 @@ func (a *reviewAPI) own(c echo.Context) (*review.Review, error) {
 		return nil, problemf(http.StatusNotFound, "There is no such review.")
 	}
 	r, err := a.Store.GetReview(c.Request().Context(), id)
+	if err == nil {
+		logReview(c, r.ID)
+	}
 	if errors.Is(err, store.ErrNotFound) || (err == nil && r.Requester != callerOf(c).ID) {
 		if err == nil {
 			a.record(c.Request().Context(), audit.Event{Action: audit.ReviewRead, Outcome: audit.Denied, ClientID: callerOf(c).ID, ReviewID: id})

@@ -302,3 +302,38 @@ func TestCallerRateLimit(t *testing.T) {
 		t.Errorf("another caller: %d", resp.StatusCode)
 	}
 }
+
+// TestLogsNameTheReview: a request's log line names the review it was about once the handler found it, and never
+// an id that names no review (a caller can put anything in the path).
+func TestLogsNameTheReview(t *testing.T) {
+	e := newAPIEnv(t)
+	r, _ := readyReview(t, e, "onco")
+	if resp, _ := e.do(t, "ehr-1", "GET", "/api/v1/reviews/"+r.ID, "", nil, false); resp.StatusCode != 200 {
+		t.Fatalf("review: %d", resp.StatusCode)
+	}
+	if resp, _ := e.do(t, "onco", "GET", "/api/v1/packets/"+r.ID, "", nil, false); resp.StatusCode != 200 {
+		t.Fatalf("packet: %d", resp.StatusCode)
+	}
+	missing, err := review.NewID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := e.do(t, "ehr-1", "GET", "/api/v1/reviews/"+missing, "", nil, false); resp.StatusCode != 404 {
+		t.Fatalf("missing review: %d", resp.StatusCode)
+	}
+	named := 0
+	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		if !strings.Contains(line, `"msg":"http request"`) {
+			continue
+		}
+		if strings.Contains(line, `"review":"`+r.ID+`"`) {
+			named++
+		}
+		if strings.Contains(line, missing) {
+			t.Errorf("a log line names an id that is no review: %s", line)
+		}
+	}
+	if named != 2 {
+		t.Errorf("%d request lines name the review, want 2:\n%s", named, e.logs.String())
+	}
+}

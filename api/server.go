@@ -150,6 +150,14 @@ func New(cfg Config) (*Server, error) {
 // ServeHTTP serves a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
 
+// reviewLogKey holds, once a handler has found the review a request is about, its id for the request's log line.
+// Only ids of reviews that exist are logged (they are random, minted by the gateway, and name no one); a path
+// parameter itself never is, since a caller can put anything there.
+const reviewLogKey = "secondlook.review"
+
+// logReview names the review a request turned out to be about in its log line.
+func logReview(c echo.Context, id string) { c.Set(reviewLogKey, id) }
+
 // requestLogger writes one structured line per request: method, route pattern (never the raw path or query, which
 // carry ids), status, latency and request id.
 func requestLogger(logger *slog.Logger, rec Recorder) echo.MiddlewareFunc {
@@ -160,6 +168,9 @@ func requestLogger(logger *slog.Logger, rec Recorder) echo.MiddlewareFunc {
 			attrs := []slog.Attr{
 				slog.String("method", v.Method), slog.String("route", v.RoutePath), slog.Int("status", v.Status),
 				slog.Duration("latency", v.Latency), slog.String("request_id", v.RequestID),
+			}
+			if id, ok := c.Get(reviewLogKey).(string); ok {
+				attrs = append(attrs, slog.String("review", id))
 			}
 			level := slog.LevelInfo
 			if v.Status >= 500 {
