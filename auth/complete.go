@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"secondlook/store"
+	"secondlook/tracing"
 )
 
 // patientIDPattern is the FHIR id syntax; a patient context that does not match is refused.
@@ -171,7 +172,7 @@ func (c *Client) exchange(ctx context.Context, src *source, conf *SMARTConfigura
 			oauth2.SetAuthURLParam("client_assertion_type", clientAssertionType),
 			oauth2.SetAuthURLParam("client_assertion", assertion))
 	}
-	ctx = context.WithValue(withOp(ctx, "token"), oauth2.HTTPClient, c.http)
+	ctx = context.WithValue(tracing.WithOperation(ctx, "token"), oauth2.HTTPClient, c.http)
 	tok, err := c.oauthConfig(src, conf, p.Scopes).Exchange(ctx, code, opts...)
 	if err != nil {
 		return nil, tokenError(ErrTokenExchange, err)

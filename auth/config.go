@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"secondlook/seal"
+	"secondlook/tracing"
 )
 
 // Token endpoint authentication methods.
@@ -257,7 +258,7 @@ func New(cfg Config, states StateStore, grants GrantStore) (*Client, error) {
 	// and tokens in its body, which a 307 would replay to wherever the server points; metadata URLs are exact.
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if cfg.TracerProvider != nil {
-		hc.Transport = tracedTransport(hc.Transport, cfg.TracerProvider)
+		hc.Transport = tracing.ClientTransport(hc.Transport, cfg.TracerProvider, "SMART")
 	}
 	c.http = hc
 	if c.now == nil {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+
+	"secondlook/tracing"
 )
 
 // maxDiscoveryBytes bounds a smart-configuration document.
@@ -100,7 +102,7 @@ func (c *Client) discover(ctx context.Context, sourceID string) (*discovered, er
 }
 
 func (c *Client) fetchDiscovery(ctx context.Context, src *source) (*discovered, error) {
-	req, err := http.NewRequestWithContext(withOp(ctx, "discovery"), http.MethodGet, src.FHIRBaseURL+"/.well-known/smart-configuration", nil)
+	req, err := http.NewRequestWithContext(tracing.WithOperation(ctx, "discovery"), http.MethodGet, src.FHIRBaseURL+"/.well-known/smart-configuration", nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: build request", ErrDiscovery)
 	}

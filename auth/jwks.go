@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"secondlook/tracing"
 )
 
 // maxJWKSBytes bounds a source's JWKS document.
@@ -23,7 +25,7 @@ type jwksTransport struct {
 }
 
 func (t *jwksTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.WithContext(withOp(req.Context(), "jwks"))
+	req = req.WithContext(tracing.WithOperation(req.Context(), "jwks"))
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || req.URL.String() != t.jwksURL || resp.StatusCode != http.StatusOK {
 		return resp, err

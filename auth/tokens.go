@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"secondlook/tracing"
 )
 
 // refreshLockTTL bounds how long one replica may hold a grant's refresh lock.
@@ -160,7 +162,7 @@ func (c *Client) refreshLocked(ctx context.Context, key, rejected string) (strin
 // authentication and returns the body of a 200 response. Errors carry the status and the OAuth error code only.
 func (c *Client) postToken(ctx context.Context, src *source, endpoint string, form url.Values, kind error) ([]byte, error) {
 	form = cloneValues(form)
-	req, err := http.NewRequestWithContext(withOp(ctx, tokenOp(kind)), http.MethodPost, endpoint, nil)
+	req, err := http.NewRequestWithContext(tracing.WithOperation(ctx, tokenOp(kind)), http.MethodPost, endpoint, nil)
 	if err != nil {
 		return nil, &TokenError{Kind: kind, Code: "request"}
 	}

@@ -17,6 +17,8 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
+
+	"secondlook/tracing"
 )
 
 // TokenSource supplies the bearer token for requests to one source. Implementations refresh as they need to.
@@ -153,7 +155,7 @@ func NewClient(opts Options) (*Client, error) {
 		hc = &copied
 	}
 	if opts.TracerProvider != nil {
-		hc.Transport = tracedTransport(hc.Transport, opts.TracerProvider)
+		hc.Transport = tracing.ClientTransport(hc.Transport, opts.TracerProvider, "FHIR")
 	}
 	c := &Client{
 		base:    base,
@@ -450,7 +452,7 @@ func (c *Client) attempt(ctx context.Context, st *stats, req request, isRetry bo
 
 	actx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 	defer cancel()
-	hreq, err := http.NewRequestWithContext(withOp(actx, req.op), http.MethodGet, req.url.String(), nil)
+	hreq, err := http.NewRequestWithContext(tracing.WithOperation(actx, req.op), http.MethodGet, req.url.String(), nil)
 	if err != nil {
 		return fmt.Errorf("%s: build request: %w", req.op, ErrInvalidResponse)
 	}
