@@ -9,6 +9,8 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+
+	"secondlook/internal/fhirjson"
 )
 
 // Resource is one FHIR resource as the server sent it. Raw is the exact JSON, never re-encoded, so nothing the typed
@@ -34,12 +36,6 @@ type page struct {
 	next    string
 	total   int
 	hasTot  bool
-}
-
-// resourceHead is what the client needs from any resource to file it.
-type resourceHead struct {
-	ResourceType string `json:"resourceType"`
-	ID           string `json:"id"`
 }
 
 // readSearchset decodes a searchset Bundle from r as a stream: each entry is read and kept on its own, so the
@@ -207,54 +203,17 @@ func decodeEntry(v jsontext.Value, maxDepth int) (entry, error) {
 
 // newResource files raw JSON (already validated) under its resourceType and id, keeping a copy of it.
 func newResource(raw []byte) (Resource, error) {
-	h, err := headOf(raw)
+	typ, id, err := fhirjson.Head(raw)
 	if err != nil {
 		return Resource{}, fmt.Errorf("%w: resource is not a JSON object", ErrInvalidResponse)
 	}
-	if !validType(h.ResourceType) {
+	if !validType(typ) {
 		return Resource{}, fmt.Errorf("%w: resource without a valid resourceType", ErrInvalidResponse)
 	}
-	if !validID(h.ID) {
-		return Resource{}, fmt.Errorf("%w: %s without a valid id", ErrInvalidResponse, h.ResourceType)
+	if !validID(id) {
+		return Resource{}, fmt.Errorf("%w: %s without a valid id", ErrInvalidResponse, typ)
 	}
-	return Resource{Type: h.ResourceType, ID: h.ID, Raw: bytes.Clone(raw)}, nil
-}
-
-// headOf reads a resource's resourceType and id from its top-level members, stopping once both are found (servers
-// write them first). A member that is not a string where one is expected is an error.
-func headOf(raw []byte) (resourceHead, error) {
-	var h resourceHead
-	dec := jsontext.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return h, ErrInvalidResponse
-	}
-	var gotType, gotID bool
-	for dec.PeekKind() == '"' && !(gotType && gotID) {
-		name, err := dec.ReadToken()
-		if err != nil {
-			return h, err
-		}
-		switch n := name.String(); n {
-		case "resourceType", "id":
-			tok, err := dec.ReadToken()
-			if err != nil {
-				return h, err
-			}
-			if tok.Kind() != '"' {
-				return h, ErrInvalidResponse
-			}
-			if n == "id" {
-				h.ID, gotID = tok.String(), true
-			} else {
-				h.ResourceType, gotType = tok.String(), true
-			}
-		default:
-			if err := dec.SkipValue(); err != nil {
-				return h, err
-			}
-		}
-	}
-	return h, nil
+	return Resource{Type: typ, ID: id, Raw: bytes.Clone(raw)}, nil
 }
 
 // readResource decodes one resource body, checking depth.

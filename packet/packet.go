@@ -18,6 +18,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	jsonv2 "github.com/go-json-experiment/json"
+
+	"secondlook/internal/fhirjson"
 )
 
 // ProfileURN prefixes the de-identification profile named in Provenance.policy.
@@ -77,11 +79,6 @@ var (
 type rawEntry struct {
 	FullURL  string          `json:"fullUrl"`
 	Resource json.RawMessage `json:"resource"`
-}
-
-type head struct {
-	ResourceType string `json:"resourceType"`
-	ID           string `json:"id"`
 }
 
 // Build merges the sources, writes the Composition, Device and Provenance, signs the document and runs the
@@ -291,11 +288,11 @@ func merge(records [][]byte) (*merged, error) {
 			return nil, fmt.Errorf("%w: record %d is not a collection Bundle", ErrInput, i+1)
 		}
 		for _, e := range entries {
-			h, err := headOf(e.Resource)
-			if err != nil || h.ResourceType == "" || !isUUID(h.ID) || e.FullURL != "urn:uuid:"+h.ID {
+			typ, id, err := fhirjson.Head(e.Resource)
+			if err != nil || typ == "" || !isUUID(id) || e.FullURL != "urn:uuid:"+id {
 				return nil, fmt.Errorf("%w: record %d has an entry that is not a de-identified resource", ErrInput, i+1)
 			}
-			r := resource{typ: h.ResourceType, id: h.ID, raw: e.Resource}
+			r := resource{typ: typ, id: id, raw: e.Resource}
 			if r.typ == "Patient" {
 				if m.patient.id == "" {
 					m.patient = r

@@ -99,39 +99,3 @@ func readEntries(dec *jsontext.Decoder, rec []byte) ([]rawEntry, error) {
 	}
 	return entries, nil
 }
-
-// headOf reads a resource's resourceType and id: the first members of every resource the de-identifier writes,
-// so usually only the first few tokens are read. raw has already been validated as a JSON object.
-func headOf(raw []byte) (head, error) {
-	var h head
-	dec := jsontext.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.ReadToken(); err != nil {
-		return h, err
-	}
-	for dec.PeekKind() == '"' && (h.ResourceType == "" || h.ID == "") {
-		name, err := dec.ReadToken()
-		if err != nil {
-			return h, err
-		}
-		switch n := name.String(); n {
-		case "resourceType", "id":
-			tok, err := dec.ReadToken()
-			if err != nil {
-				return h, err
-			}
-			if tok.Kind() != '"' {
-				return h, errNotCollection
-			}
-			if n == "id" {
-				h.ID = tok.String()
-			} else {
-				h.ResourceType = tok.String()
-			}
-		default:
-			if err := dec.SkipValue(); err != nil {
-				return h, err
-			}
-		}
-	}
-	return h, nil
-}
