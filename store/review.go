@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -138,29 +137,7 @@ type Access struct {
 }
 
 // ReviewAccess reads a review's provider, state and expiry in one small round trip, without decoding the request.
-// Concurrent reads of one review from this process share a round trip: a caller joins the next read that has not
-// started yet, never one already in flight, so the answer always reflects every write (a withdrawal, say) that
-// finished before the call. Under a burst of downloads of one packet this turns one read per request into one per
-// round.
 func (s *Store) ReviewAccess(ctx context.Context, id string) (*Access, error) {
-	if _, err := s.key("review", id); err != nil {
-		return nil, fmt.Errorf("review access: %w", err)
-	}
-	r := s.access.join(id, s.readAccess)
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("review access: %w", ctx.Err())
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	acc := *r.acc
-	return &acc, nil
-}
-
-// readAccess is one round trip of ReviewAccess.
-func (s *Store) readAccess(ctx context.Context, id string) (*Access, error) {
 	k, err := s.key("review", id)
 	if err != nil {
 		return nil, fmt.Errorf("review access: %w", err)
@@ -181,58 +158,6 @@ func (s *Store) readAccess(ctx context.Context, id string) (*Access, error) {
 		return &Access{Provider: r.Provider, State: r.State, ExpiresAt: r.ExpiresAt}, nil
 	}
 	return &Access{Provider: str(v[0]), State: review.State(str(v[1])), ExpiresAt: time.UnixMilli(ms).UTC()}, nil
-}
-
-// accessReads coalesces concurrent ReviewAccess calls per review into rounds.
-type accessReads struct {
-	mu      sync.Mutex
-	waiting map[string]*accessRound // the next round of each review, not started yet
-	running map[string]bool         // whether a goroutine is running rounds for the review
-}
-
-type accessRound struct {
-	done chan struct{}
-	acc  *Access
-	err  error
-}
-
-// join returns the next round for id that has not started, starting the goroutine that runs rounds if none runs.
-func (a *accessReads) join(id string, read func(context.Context, string) (*Access, error)) *accessRound {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.waiting == nil {
-		a.waiting, a.running = map[string]*accessRound{}, map[string]bool{}
-	}
-	r := a.waiting[id]
-	if r == nil {
-		r = &accessRound{done: make(chan struct{})}
-		a.waiting[id] = r
-	}
-	if !a.running[id] {
-		a.running[id] = true
-		go a.run(id, read)
-	}
-	return r
-}
-
-// run reads rounds for id until none is waiting. Each round's read starts after every member joined it.
-func (a *accessReads) run(id string, read func(context.Context, string) (*Access, error)) {
-	for {
-		a.mu.Lock()
-		r := a.waiting[id]
-		if r == nil {
-			delete(a.running, id)
-			a.mu.Unlock()
-			return
-		}
-		delete(a.waiting, id)
-		a.mu.Unlock()
-		// The round outlives any one member's context: members that give up stop waiting, the rest get the answer.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r.acc, r.err = read(ctx, id)
-		cancel()
-		close(r.done)
-	}
 }
 
 type reviewMeta struct {

@@ -27,8 +27,6 @@ type Store struct {
 	prefix string
 	// audit batches this process's audit appends per review (see AppendAudit).
 	audit *auditBatcher
-	// access coalesces concurrent ReviewAccess reads per review (see ReviewAccess).
-	access *accessReads
 	// sealer, when set, encrypts review requests and consents at rest (SealRecords).
 	sealer Sealer
 }
@@ -39,7 +37,7 @@ func New(client redis.UniversalClient, prefix string) *Store {
 	if strings.ContainsAny(prefix, "{}") {
 		panic("store: prefix must not contain { or }")
 	}
-	return &Store{rdb: client, prefix: prefix, audit: &auditBatcher{pending: map[string][]*auditItem{}}, access: &accessReads{}}
+	return &Store{rdb: client, prefix: prefix, audit: &auditBatcher{pending: map[string][]*auditItem{}}}
 }
 
 // Client returns the underlying Redis client.
