@@ -23,27 +23,9 @@ import (
 // TestSweepQueuesTheJobAConsentOwes: the replica that moved a review to consented died (or lost Redis) before it
 // queued the assembly job. The sweeper of any replica, even an API-only one, queues it once the debt is old enough.
 func TestSweepQueuesTheJobAConsentOwes(t *testing.T) {
-	rdb, mr, err := store.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close(); mr.Close() })
-	st := store.New(rdb, "sweep-test:")
-	ring, err := seal.NewKeyring(map[string][]byte{"k1": make([]byte, 32)}, "k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	st := testStore(t)
 	later := time.Now().Add(2 * owedGrace) // the sweeper's clock, past the grace a consent has to queue its job
-	gw, err := New(context.Background(), Options{
-		PublicURL: "http://127.0.0.1:9", Store: st, TokenKeys: ring, Signer: sig, SignerKID: "s1", CSRFKey: make([]byte, 32),
-		Sources: []Source{{ID: "hospital", Name: "Hospital", Kind: "hospital", FHIR: fhir.Options{BaseURL: "http://127.0.0.1:9/fhir"},
-			Auth: auth.Source{ClientID: "gw", Method: auth.MethodClientSecretBasic, Secret: []byte("s")}}},
-		Now: func() time.Time { return later },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw := testGateway(t, st, "http://127.0.0.1:9/fhir", func() time.Time { return later })
 	ctx := context.Background()
 	r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "hospital"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
 	if err := st.CreateReview(ctx, r); err != nil {
@@ -86,25 +68,8 @@ func TestSweepQueuesTheJobAConsentOwes(t *testing.T) {
 // TestConsentPageCompletesAnInterruptedConsent: the request that saved the last consent died before the review
 // moved to consented. The patient's next visit to the consent page finishes the move and queues the job.
 func TestConsentPageCompletesAnInterruptedConsent(t *testing.T) {
-	rdb, mr, err := store.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close(); mr.Close() })
-	st := store.New(rdb, "heal-test:")
-	ring, err := seal.NewKeyring(map[string][]byte{"k1": make([]byte, 32)}, "k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	gw, err := New(context.Background(), Options{
-		PublicURL: "http://127.0.0.1:9", Store: st, TokenKeys: ring, Signer: sig, SignerKID: "s1", CSRFKey: make([]byte, 32),
-		Sources: []Source{{ID: "hospital", Name: "Hospital", Kind: "hospital", FHIR: fhir.Options{BaseURL: "http://127.0.0.1:9/fhir"},
-			Auth: auth.Source{ClientID: "gw", Method: auth.MethodClientSecretBasic, Secret: []byte("s")}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testStore(t)
+	gw := testGateway(t, st, "http://127.0.0.1:9/fhir", nil)
 	ctx := context.Background()
 	r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "hospital"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
 	if err := st.CreateReview(ctx, r); err != nil {
@@ -140,34 +105,14 @@ func TestConsentPageCompletesAnInterruptedConsent(t *testing.T) {
 // cannot be (naming the source, never its URL), 200 once it has been, and stays 200 when the source goes away later
 // (the metadata is cached; assemblies from it fail and retry on their own).
 func TestReadyNeedsEverySourcesMetadata(t *testing.T) {
-	rdb, mr, err := store.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close(); mr.Close() })
-	st := store.New(rdb, "ready-test:")
-	ring, err := seal.NewKeyring(map[string][]byte{"k1": make([]byte, 32)}, "k1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testStore(t)
 	sb, err := sandbox.New(sandbox.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fhirSrv := httptest.NewServer(sb.Handler())
 	defer fhirSrv.Close()
-	sig, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	newGateway := func(base string) http.Handler {
-		gw, err := New(context.Background(), Options{
-			PublicURL: "http://127.0.0.1:9", Store: st, TokenKeys: ring, Signer: sig, SignerKID: "s1", CSRFKey: make([]byte, 32),
-			Sources: []Source{{ID: "hospital", Name: "Hospital", Kind: "hospital", FHIR: fhir.Options{BaseURL: base},
-				Auth: auth.Source{ClientID: "gw", Method: auth.MethodClientSecretBasic, Secret: []byte("s")}}},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return gw.Handler
-	}
+	newGateway := func(base string) http.Handler { return testGateway(t, st, base, nil).Handler }
 	get := func(h http.Handler) (int, string) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
@@ -185,4 +130,35 @@ func TestReadyNeedsEverySourcesMetadata(t *testing.T) {
 	if code, body := get(up); code != http.StatusOK {
 		t.Errorf("source gone after its metadata was read: %d %s", code, body)
 	}
+}
+
+// testStore is a Store on an embedded Redis that stops with the test.
+func testStore(t *testing.T) *store.Store {
+	t.Helper()
+	rdb, mr, err := store.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close(); mr.Close() })
+	return store.New(rdb, "gateway-test:")
+}
+
+// testGateway is a gateway on st with one source, "hospital", at FHIR base base; now, when set, is its clock.
+func testGateway(t *testing.T, st *store.Store, base string, now func() time.Time) *Gateway {
+	t.Helper()
+	ring, err := seal.NewKeyring(map[string][]byte{"k1": make([]byte, 32)}, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	gw, err := New(context.Background(), Options{
+		PublicURL: "http://127.0.0.1:9", Store: st, TokenKeys: ring, Signer: sig, SignerKID: "s1", CSRFKey: make([]byte, 32),
+		Sources: []Source{{ID: "hospital", Name: "Hospital", Kind: "hospital", FHIR: fhir.Options{BaseURL: base},
+			Auth: auth.Source{ClientID: "gw", Method: auth.MethodClientSecretBasic, Secret: []byte("s")}}},
+		Now: now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gw
 }
