@@ -12,13 +12,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"secondlook/caller/callertest"
+	"secondlook/internal/heapwatch"
 	"secondlook/store"
 )
 
@@ -116,7 +116,7 @@ func TestLoad(t *testing.T) {
 				args = append(args, "-H", h)
 			}
 			runtime.GC()
-			stop := sampleHeap()
+			stop := heapwatch.Start()
 			out, err := exec.Command("wrk", append(args, tc.url)...).CombinedOutput()
 			heap := stop()
 			if err != nil {
@@ -139,39 +139,5 @@ func TestLoad(t *testing.T) {
 			}
 			fmt.Printf("%-26s %5d %10s %9s %9s %7d MiB\n", tc.name, conns, rps[1], p50[1], p99[1], heap>>20)
 		}
-	}
-}
-
-// sampleHeap samples the heap in use every 50 ms until stop is called, which returns the largest sample.
-func sampleHeap() (stop func() uint64) {
-	var mu sync.Mutex
-	var peak uint64
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			mu.Lock()
-			if ms.HeapInuse > peak {
-				peak = ms.HeapInuse
-			}
-			mu.Unlock()
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		<-finished
-		mu.Lock()
-		defer mu.Unlock()
-		return peak
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"secondlook/consent"
 	"secondlook/fhir"
 	"secondlook/fhir/deid"
+	"secondlook/internal/heapwatch"
 	"secondlook/internal/syncbuf"
 	"secondlook/packet"
 	"secondlook/review"
@@ -133,7 +134,7 @@ func TestLoadConcurrentAssemblies(t *testing.T) {
 		ids = append(ids, r.ID)
 	}
 	runtime.GC()
-	stop := sampleHeap()
+	stop := heapwatch.Start()
 	start := time.Now()
 	for _, id := range ids {
 		if err := st.Enqueue(ctx, id); err != nil {
@@ -198,30 +199,4 @@ func envInt(name string, def int) int {
 		return n
 	}
 	return def
-}
-
-// sampleHeap samples the heap in use every 50 ms until stop is called, which returns the largest sample.
-func sampleHeap() (stop func() uint64) {
-	var peak uint64
-	done, finished := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			peak = max(peak, ms.HeapInuse)
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		<-finished
-		return peak
-	}
 }
