@@ -63,8 +63,8 @@ func (a *reviewAPI) listPackets(c echo.Context) error {
 //
 // The decision is made on the review's access (provider, state, expiry) as this replica last read it, and the
 // AuditEvent that records it is appended only if the review still has exactly that access, atomically in Redis
-// (store.AppendAuditIf). A withdrawal therefore still cuts access at once, and a read costs one round trip, shared
-// with the other reads of the same review in flight. A stale access is read again and the decision made again.
+// (store.AppendAuditIf). A withdrawal therefore still cuts access at once, and a read costs a share of one round
+// trip (the store sends every pending audit event together). A stale access is read again and decided again.
 func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.StoredPacket, error) {
 	ctx := c.Request().Context()
 	id := c.Param("id")
@@ -88,39 +88,30 @@ func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.Store
 			a.access.put(id, acc)
 		}
 		logReview(c, id) // the review exists: its access was read (now or before)
-		outcome, refusal := audit.Success, error(nil)
-		switch {
-		case acc.Provider != cl.ID:
-			outcome, refusal = audit.Denied, problemf(http.StatusNotFound, "There is no such packet.")
-		default:
-			switch effectiveState(acc.State, acc.ExpiresAt, a.Now()) {
-			case review.Withdrawn, review.Expired:
-				a.packets.drop(id)
-				outcome, refusal = audit.Denied, problemf(http.StatusGone, "This packet is no longer available: the consent was withdrawn or has expired.")
-			case review.Ready:
-			default:
-				if cached {
-					continue // it may have become ready since: read again
-				}
-				// Not ready yet: nothing to read, nothing to record.
-				return nil, problemf(http.StatusNotFound, "There is no such packet.")
+		d := decidePacketRead(acc, cl.ID, a.Now())
+		if d.pending {
+			if cached {
+				continue // it may have become ready since: read again
 			}
+			return nil, d.refusal // not ready yet: nothing to read, nothing to record
 		}
-		ev, err := audit.Event{Action: action, Outcome: outcome, At: a.Now(), ClientID: cl.ID, ReviewID: id}.JSON()
+		if d.gone {
+			a.packets.drop(id)
+		}
+		ev, err := audit.Event{Action: action, Outcome: d.outcome, At: a.Now(), ClientID: cl.ID, ReviewID: id}.JSON()
 		if err != nil {
 			return nil, fmt.Errorf("audit event: %w", err)
 		}
 		err = a.Store.AppendAuditIf(ctx, id, ev, *acc)
 		if errors.Is(err, store.ErrAccessChanged) && try < 3 {
-			a.access.drop(id)
 			continue // decided on a stale access: read it again
 		}
 		if err != nil {
 			// The access is unconfirmed and the read unrecorded: serve nothing.
 			return nil, fmt.Errorf("record packet access: %w", err)
 		}
-		if refusal != nil {
-			return nil, refusal
+		if d.refusal != nil {
+			return nil, d.refusal
 		}
 		break
 	}
@@ -137,6 +128,28 @@ func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.Store
 		a.packets.put(id, p)
 	}
 	return p, nil
+}
+
+// packetRead is what a provider's read of a review's packet comes to on a given access.
+type packetRead struct {
+	outcome audit.Outcome // recorded in the AuditEvent
+	refusal error         // the answer when the read is refused
+	gone    bool          // withdrawn or expired: the packet's bytes must not stay cached
+	pending bool          // not ready yet: nothing to read and nothing to record
+}
+
+func decidePacketRead(acc *store.Access, provider string, now time.Time) packetRead {
+	if acc.Provider != provider {
+		return packetRead{outcome: audit.Denied, refusal: problemf(http.StatusNotFound, "There is no such packet.")}
+	}
+	switch effectiveState(acc.State, acc.ExpiresAt, now) {
+	case review.Ready:
+		return packetRead{outcome: audit.Success}
+	case review.Withdrawn, review.Expired:
+		return packetRead{outcome: audit.Denied, gone: true,
+			refusal: problemf(http.StatusGone, "This packet is no longer available: the consent was withdrawn or has expired.")}
+	}
+	return packetRead{pending: true, refusal: problemf(http.StatusNotFound, "There is no such packet.")}
 }
 
 // accessCache remembers each review's access as this replica last read it. It is only ever a starting point: every
