@@ -469,31 +469,21 @@ func (t *transformer) one(n *node, c int32) bool {
 		w.buf = append(w.buf, '"')
 		t.report.actN(actUID, n)
 		return true
-	case kObject, kQuantity, kExtension:
+	case kObject, kQuantity, kExtension, kReference, kIdentifier, kAttachment, kAddress:
 		if tn.kind != '{' {
 			return t.mismatch(n, tn)
+		}
+		switch n.kind {
+		case kReference:
+			return t.reference(n, c)
+		case kIdentifier:
+			return t.identifier(n, c)
+		case kAttachment:
+			return t.attachment(n, c)
+		case kAddress:
+			return t.address(n, c)
 		}
 		return t.object(n, c)
-	case kReference:
-		if tn.kind != '{' {
-			return t.mismatch(n, tn)
-		}
-		return t.reference(n, c)
-	case kIdentifier:
-		if tn.kind != '{' {
-			return t.mismatch(n, tn)
-		}
-		return t.identifier(n, c)
-	case kAttachment:
-		if tn.kind != '{' {
-			return t.mismatch(n, tn)
-		}
-		return t.attachment(n, c)
-	case kAddress:
-		if tn.kind != '{' {
-			return t.mismatch(n, tn)
-		}
-		return t.address(n, c)
 	}
 	return false
 }
