@@ -196,12 +196,8 @@ func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
 		err := r.cmd.Err()
 		if err == nil {
 			res, _ := r.cmd.Slice()
-			ok, cur := int64(0), ""
-			if len(res) == 2 {
-				ok, _ = res[0].(int64)
-				cur, _ = res[1].(string)
-			}
-			switch ok {
+			status, cur := appendReply(res)
+			switch status {
 			case 1:
 				s.audit.setHead(r.review, cur)
 			case 2:
@@ -252,9 +248,8 @@ func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*audit
 		if err != nil {
 			return fmt.Errorf("append audit: %w", err)
 		}
-		ok, _ := res[0].(int64)
-		cur, _ := res[1].(string)
-		switch ok {
+		status, cur := appendReply(res)
+		switch status {
 		case 1:
 			s.audit.setHead(reviewID, cur)
 			return nil
@@ -264,6 +259,16 @@ func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*audit
 		prev = cur // another replica appended: chain from its head
 	}
 	return errors.New("append audit: too much contention")
+}
+
+// appendReply reads appendScript's answer: 1 appended (head is the new head), 2 refused by the guard, 0 the head
+// moved (head is Redis's).
+func appendReply(res []any) (status int64, head string) {
+	if len(res) == 2 {
+		status, _ = res[0].(int64)
+		head, _ = res[1].(string)
+	}
+	return status, head
 }
 
 // auditArgs are the keys and arguments of appendScript for a batch chained from prev, and the batch's last hash.
