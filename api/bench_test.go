@@ -90,6 +90,7 @@ func newAPIEnvLoad(b testing.TB) (*apiEnv, string, []byte) {
 		}
 	})
 	e := newAPIEnvLogging(b, store.New(rdb, prefix), io.Discard)
+	e.redisCPU = func(ctx context.Context) time.Duration { return storetest.ServerCPU(ctx, rdb) }
 	raw, err := os.ReadFile("../testdata/synthea/Todd315_Stamm704_0ce18c7d-fd78-46d9-81b5-8bed231c337a.json")
 	if err != nil {
 		b.Fatal(err)

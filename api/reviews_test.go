@@ -28,6 +28,8 @@ type apiEnv struct {
 	store  *store.Store
 	issuer *callertest.Issuer
 	logs   *bytes.Buffer
+	// redisCPU, where set (the load environment), reads the Redis server's CPU time.
+	redisCPU func(context.Context) time.Duration
 }
 
 func newAPIEnv(t *testing.T) *apiEnv {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -399,4 +400,34 @@ func Keys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]str
 		out = append(out, iter.Val())
 	}
 	return out, iter.Err()
+}
+
+// ServerCPU is the CPU time the Redis server behind rdb has used (user and system, from INFO cpu; summed over a
+// Cluster's masters), or 0 if it cannot be read. Load tests report it per request beside their own.
+func ServerCPU(ctx context.Context, rdb redis.UniversalClient) time.Duration {
+	var total float64
+	add := func(info string) {
+		for _, line := range strings.Split(info, "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+				f, _ := strconv.ParseFloat(v, 64)
+				total += f
+			}
+		}
+	}
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		_ = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			info, err := n.Info(ctx, "cpu").Result()
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				add(info)
+			}
+			return nil
+		})
+	} else if info, err := rdb.Info(ctx, "cpu").Result(); err == nil {
+		add(info)
+	}
+	return time.Duration(total * float64(time.Second))
 }
