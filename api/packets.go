@@ -229,15 +229,15 @@ func (a *reviewAPI) getPacket(c echo.Context) error {
 	}
 	etag := `"` + p.ETag + `"`
 	h := c.Response().Header()
-	h.Set("ETag", etag)
-	h.Set("Cache-Control", "private, no-cache")
-	h.Set("Vary", "Accept-Encoding")
+	h["Etag"] = []string{etag}
+	h[packetCacheControl.name] = packetCacheControl.value
+	h[varyEncoding.name] = varyEncoding.value
 	if inm := c.Request().Header.Get("If-None-Match"); inm != "" && etagMatch(inm, etag) {
 		return c.NoContent(http.StatusNotModified)
 	}
 	if acceptsGzip(c.Request().Header.Get("Accept-Encoding")) {
-		h.Set("Content-Encoding", "gzip")
-		h.Set("Content-Length", strconv.Itoa(len(p.Gzip)))
+		h[gzipEncoding.name] = gzipEncoding.value
+		h["Content-Length"] = []string{strconv.Itoa(len(p.Gzip))}
 		return c.Blob(http.StatusOK, "application/fhir+json", p.Gzip)
 	}
 	b, err := p.Bundle()
@@ -247,6 +247,13 @@ func (a *reviewAPI) getPacket(c echo.Context) error {
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	return c.Blob(http.StatusOK, "application/fhir+json", b)
 }
+
+// The constant headers of a packet response, shared (see headerField).
+var (
+	packetCacheControl = field("Cache-Control", "private, no-cache")
+	varyEncoding       = field("Vary", "Accept-Encoding")
+	gzipEncoding       = field("Content-Encoding", "gzip")
+)
 
 func (a *reviewAPI) getReport(c echo.Context) error {
 	p, err := a.packetFor(c, audit.ReportRead)

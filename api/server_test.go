@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -170,5 +171,55 @@ func TestCORS(t *testing.T) {
 	resp.Body.Close()
 	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Error("CORS answered though none is configured")
+	}
+}
+
+// TestSecurityHeaders: pages carry the full set with the strict page policy; API responses the API set; and a
+// handler that adds to a shared header value changes its own response only, never the next one's.
+func TestSecurityHeaders(t *testing.T) {
+	srv, _ := newTestServer(t, nil, func(e *echo.Echo) {
+		e.GET("/api/v1/probe", func(c echo.Context) error {
+			c.Response().Header().Add("X-Content-Type-Options", "extra")
+			return c.JSON(http.StatusOK, map[string]string{})
+		})
+	})
+	get := func(path string) http.Header {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header
+	}
+	page := get("/healthz")
+	for _, f := range pageHeaders {
+		if got := page.Values(f.name); len(got) != 1 || got[0] != f.value[0] {
+			t.Errorf("page %s = %q, want %q", f.name, got, f.value[0])
+		}
+	}
+	if !strings.Contains(page.Get("Content-Security-Policy"), "form-action 'self'") {
+		t.Errorf("page CSP %q is not the page policy", page.Get("Content-Security-Policy"))
+	}
+	for range 2 {
+		api := get("/api/v1/probe")
+		if got := api.Values("X-Content-Type-Options"); len(got) != 2 || got[0] != "nosniff" {
+			t.Errorf("API X-Content-Type-Options = %q, want nosniff then the handler's own", got)
+		}
+		for _, name := range []string{"Content-Security-Policy", "X-Frame-Options", "Referrer-Policy", "Cross-Origin-Resource-Policy"} {
+			if api.Get(name) == "" {
+				t.Errorf("API response has no %s", name)
+			}
+		}
+		if csp := api.Get("Content-Security-Policy"); csp != "default-src 'none'; frame-ancestors 'none'" {
+			t.Errorf("API CSP = %q", csp)
+		}
+	}
+	if got := get("/healthz").Values("X-Content-Type-Options"); len(got) != 1 {
+		t.Errorf("a handler's Add reached the shared value: %q", got)
+	}
+	for _, f := range append(slices.Clone(pageHeaders), apiHeaders...) {
+		if len(f.value) != 1 || cap(f.value) != 1 {
+			t.Errorf("%s: shared value has len %d cap %d", f.name, len(f.value), cap(f.value))
+		}
 	}
 }
