@@ -100,7 +100,18 @@ func TestLoad(t *testing.T) {
 	ehr, onco := e.issuer.Token(t, "ehr-1", audience, long), e.issuer.Token(t, "onco", audience, long)
 
 	fmt.Printf("%-26s %5s %10s %9s %9s %10s %26s\n", "target", "conns", "req/s", "p50", "p99", "peak heap", "CPU µs/req: server redis wrk")
-	for _, conns := range []int{64, 256} {
+	connections := []int{64, 256}
+	if v := os.Getenv("LOAD_CONNS"); v != "" { // e.g. LOAD_CONNS=64 for a quicker comparison
+		connections = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				t.Fatalf("LOAD_CONNS: %q is not a number of connections", f)
+			}
+			connections = append(connections, n)
+		}
+	}
+	for _, conns := range connections {
 		for _, tc := range []struct {
 			name, url, script string
 			headers           []string
@@ -109,6 +120,9 @@ func TestLoad(t *testing.T) {
 			{"packet download", e.srv.URL, packetsScript, []string{"Authorization: Bearer " + onco, "Accept-Encoding: gzip"}},
 			{"bare handler, same bytes", bare.URL, "", []string{"Accept-Encoding: gzip"}},
 		} {
+			if only := os.Getenv("LOAD_ONLY"); only != "" && !strings.Contains(tc.name, only) { // e.g. LOAD_ONLY=packet
+				continue
+			}
 			args := []string{"-t2", "-c" + strconv.Itoa(conns), "-d" + duration, "--latency", "--timeout", "10s"}
 			if tc.script != "" {
 				args = append(args, "-s", tc.script)

@@ -153,15 +153,22 @@ func (s *Store) flushAudit() {
 	}
 }
 
-// auditRun is consecutive events of one review decided on the same access (or unconditional): one script call.
+// auditRun is consecutive events of one review decided on the same access (or unconditional).
 type auditRun struct {
 	review string
 	items  []*auditItem
-	cmd    *redis.Cmd
+	status int64  // appendScript's answer for the run (see appendReply)
+	head   string // and the head it answered
+	err    error  // the call's own error
 }
 
-// appendRound appends one round: every run in one pipeline, each chained from the head this process last wrote for
-// its review (or from the run before it). A run whose head moved (another replica appended) or whose script Redis
+// maxRunsPerCall bounds the runs one script call carries (and so how long it holds Redis).
+const maxRunsPerCall = 64
+
+// appendRound appends one round: each run chained from the head this process last wrote for its review (or from
+// the run before it), all in one pipeline. On a single Redis node the runs of many reviews go in one script call
+// (up to maxRunsPerCall), which is most of what an append costs Redis; on a Cluster a script may touch one hash
+// slot only, so each run is its own call. A run whose head moved (another replica appended) or whose script Redis
 // had forgotten is sent again on its own, in order.
 func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -178,33 +185,53 @@ func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
 			items = items[n:]
 		}
 	}
+	perCall := maxRunsPerCall
+	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
+		perCall = 1
+	}
 	ttl := AuditRetention.Milliseconds()
 	last := map[string]string{}
+	type call struct {
+		runs []*auditRun
+		cmd  *redis.Cmd
+	}
+	var calls []call
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, r := range runs {
-			prev, ok := last[r.review]
-			if !ok {
-				prev = s.audit.head(r.review)
+		for rest := runs; len(rest) > 0; {
+			group := rest[:min(perCall, len(rest))]
+			rest = rest[len(group):]
+			a := appendArgs{ttl: ttl}
+			for _, r := range group {
+				prev, ok := last[r.review]
+				if !ok {
+					prev = s.audit.head(r.review)
+				}
+				last[r.review] = s.addRun(&a, r.review, prev, r.items, r.items[0].guard)
 			}
-			keys, args, h := s.auditArgs(r.review, prev, ttl, r.items, r.items[0].guard)
-			last[r.review] = h
-			r.cmd = appendScript.EvalSha(ctx, p, keys, args...)
+			calls = append(calls, call{runs: group, cmd: appendScript.EvalSha(ctx, p, a.keys, a.args...)})
 		}
 		return nil
 	}) // each command's own error is read below
+	for _, c := range calls {
+		res, err := c.cmd.Slice()
+		for i, r := range c.runs {
+			r.err = err
+			if err == nil {
+				r.status, r.head = appendReply(res, i)
+			}
+		}
+	}
 	for _, r := range runs {
-		err := r.cmd.Err()
+		err := r.err
 		if err == nil {
-			res, _ := r.cmd.Slice()
-			status, cur := appendReply(res)
-			switch status {
+			switch r.status {
 			case 1:
-				s.audit.setHead(r.review, cur)
+				s.audit.setHead(r.review, r.head)
 			case 2:
 				err = ErrAccessChanged
 			default:
 				// The head moved under us: chain from Redis's head, on its own.
-				s.audit.setHead(r.review, cur)
+				s.audit.setHead(r.review, r.head)
 				err = s.appendBatch(ctx, r.review, r.items, r.items[0].guard)
 			}
 		} else {
@@ -217,25 +244,45 @@ func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
 	}
 }
 
-// appendScript appends a batch of chained entries if the head is still the one the batch was chained from, in one
-// round trip; otherwise it answers the current head so the caller can chain again. With a guard (ARGV[3] = "1") it
-// first checks that the review's provider, state and expiry are still ARGV[4..6], and appends nothing (answering 2)
-// when they are not. A record written before provider and expiry were kept is checked on its state alone.
+// appendScript appends runs of chained entries, each to its own review's trail, in one round trip. For each run
+// (three keys: stream, head, review record), if the head is still the one the run was chained from it appends the
+// run and answers 1 and the new head; otherwise it appends nothing and answers 0 and the current head, so the
+// caller can chain again. With a guard ("1") it first checks that the review's provider, state and expiry are
+// still the run's, and appends nothing (answering 2) when they are not. A record written before provider and expiry
+// were kept is checked on its state alone. Runs of one review follow each other in order, so a later run appends
+// only if the one before it did.
+//
+//	ARGV: ttl, then per run: prev, guard, provider, state, expires, n, then n × (event, prev, hash)
 var appendScript = redis.NewScript(`
-if ARGV[3] == "1" then
-  local acc = redis.call("HMGET", KEYS[3], "provider", "state", "expires")
-  if acc[2] ~= ARGV[5] or (acc[1] and acc[1] ~= ARGV[4]) or (acc[3] and acc[3] ~= ARGV[6]) then return {2, ""} end
+local out = {}
+local a = 2
+for r = 0, #KEYS / 3 - 1 do
+  local stream, headk, review = KEYS[3*r+1], KEYS[3*r+2], KEYS[3*r+3]
+  local prev, n = ARGV[a], tonumber(ARGV[a+5])
+  local status, last = 1, prev
+  if ARGV[a+1] == "1" then
+    local acc = redis.call("HMGET", review, "provider", "state", "expires")
+    if acc[2] ~= ARGV[a+3] or (acc[1] and acc[1] ~= ARGV[a+2]) or (acc[3] and acc[3] ~= ARGV[a+4]) then
+      status, last = 2, ""
+    end
+  end
+  if status == 1 then
+    local cur = redis.call("GET", headk) or ""
+    if cur ~= prev then status, last = 0, cur end
+  end
+  if status == 1 then
+    for i = a + 6, a + 5 + 3 * n, 3 do
+      redis.call("XADD", stream, "*", "event", ARGV[i], "prev", ARGV[i+1], "hash", ARGV[i+2])
+      last = ARGV[i+2]
+    end
+    redis.call("SET", headk, last, "PX", ARGV[1])
+    redis.call("PEXPIRE", stream, ARGV[1])
+  end
+  out[#out + 1] = status
+  out[#out + 1] = last
+  a = a + 6 + 3 * n
 end
-local cur = redis.call("GET", KEYS[2]) or ""
-if cur ~= ARGV[1] then return {0, cur} end
-local last = ARGV[1]
-for i = 7, #ARGV, 3 do
-  redis.call("XADD", KEYS[1], "*", "event", ARGV[i], "prev", ARGV[i+1], "hash", ARGV[i+2])
-  last = ARGV[i+2]
-end
-redis.call("SET", KEYS[2], last, "PX", ARGV[2])
-redis.call("PEXPIRE", KEYS[1], ARGV[2])
-return {1, last}`)
+return out`)
 
 // appendBatch chains the batch from the head this process last wrote (or learns the head from Redis when another
 // replica moved it) and appends it atomically, if the guard (when set) still holds.
@@ -243,12 +290,13 @@ func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*audit
 	prev := s.audit.head(reviewID)
 	ttl := AuditRetention.Milliseconds()
 	for try := 0; try < 50; try++ {
-		keys, args, _ := s.auditArgs(reviewID, prev, ttl, batch, guard)
-		res, err := appendScript.Run(ctx, s.rdb, keys, args...).Slice()
+		a := appendArgs{ttl: ttl}
+		s.addRun(&a, reviewID, prev, batch, guard)
+		res, err := appendScript.Run(ctx, s.rdb, a.keys, a.args...).Slice()
 		if err != nil {
 			return fmt.Errorf("append audit: %w", err)
 		}
-		status, cur := appendReply(res)
+		status, cur := appendReply(res, 0)
 		switch status {
 		case 1:
 			s.audit.setHead(reviewID, cur)
@@ -261,34 +309,45 @@ func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*audit
 	return errors.New("append audit: too much contention")
 }
 
-// appendReply reads appendScript's answer: 1 appended (head is the new head), 2 refused by the guard, 0 the head
-// moved (head is Redis's).
-func appendReply(res []any) (status int64, head string) {
-	if len(res) == 2 {
-		status, _ = res[0].(int64)
-		head, _ = res[1].(string)
+// appendReply reads appendScript's answer for its i-th run: 1 appended (head is the new head), 2 refused by the
+// guard, 0 the head moved (head is Redis's). A malformed answer reads as 0 with no head, which is retried.
+func appendReply(res []any, i int) (status int64, head string) {
+	if len(res) >= 2*i+2 {
+		status, _ = res[2*i].(int64)
+		head, _ = res[2*i+1].(string)
 	}
 	return status, head
 }
 
-// auditArgs are the keys and arguments of appendScript for a batch chained from prev, and the batch's last hash.
-func (s *Store) auditArgs(reviewID, prev string, ttl int64, batch []*auditItem, guard *Access) ([]string, []any, string) {
+// appendArgs are the keys and arguments of one appendScript call.
+type appendArgs struct {
+	ttl  int64
+	keys []string
+	args []any
+}
+
+// addRun adds a run of events chained from prev to a call, and returns the run's last hash.
+func (s *Store) addRun(a *appendArgs, reviewID, prev string, batch []*auditItem, guard *Access) string {
 	stream, _ := s.key("audit", reviewID)
 	reviewKey, _ := s.key("review", reviewID)
-	args := make([]any, 0, 6+3*len(batch))
-	args = append(args, prev, ttl)
-	if guard != nil {
-		args = append(args, "1", guard.Provider, string(guard.State), strconv.FormatInt(guard.ExpiresAt.UnixMilli(), 10))
-	} else {
-		args = append(args, "0", "", "", "")
+	a.keys = append(a.keys, stream, stream+":head", reviewKey)
+	if a.args == nil {
+		a.args = append(make([]any, 0, 1+6+3*len(batch)), a.ttl)
 	}
+	a.args = append(a.args, prev)
+	if guard != nil {
+		a.args = append(a.args, "1", guard.Provider, string(guard.State), strconv.FormatInt(guard.ExpiresAt.UnixMilli(), 10))
+	} else {
+		a.args = append(a.args, "0", "", "", "")
+	}
+	a.args = append(a.args, len(batch))
 	h := prev
 	for _, it := range batch {
 		next := chainHash(h, it.event)
-		args = append(args, it.event, h, next)
+		a.args = append(a.args, it.event, h, next)
 		h = next
 	}
-	return []string{stream, stream + ":head", reviewKey}, args, h
+	return h
 }
 
 // Audit returns a review's trail, oldest first, after checking that its hashes link; a broken chain is

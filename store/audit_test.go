@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"secondlook/review"
 	"secondlook/store"
 	"secondlook/store/storetest"
 )
@@ -94,5 +99,114 @@ func TestAuditReplicasAndReviews(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAuditRoundOfManyReviews: one round carrying several reviews, with runs the guard refuses and a run chained
+// after a refused one. On a single Redis node the round is one script call; on a Cluster one per run. Each event
+// gets its own answer, refused events are not written, and every trail's chain holds.
+func TestAuditRoundOfManyReviews(t *testing.T) {
+	for name, newStore := range map[string]storetest.NewStore{"real": storetest.RealRedis, "embedded": storetest.EmbeddedRedis} {
+		t.Run(name, func(t *testing.T) {
+			s, _ := newStore(t)
+			ctx := context.Background()
+			var ids []string
+			var accs []*store.Access
+			for range 3 {
+				r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
+				if err := s.CreateReview(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+				acc, err := s.ReviewAccess(ctx, r.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids, accs = append(ids, r.ID), append(accs, acc)
+			}
+			// The third review is withdrawn: an access decided before that is refused.
+			if _, err := s.MoveReview(ctx, ids[2], []review.State{review.AwaitingConsent}, review.Withdrawn, ""); err != nil {
+				t.Fatal(err)
+			}
+			stale := *accs[0]
+			stale.Provider = "cardio"
+			// Load the script (a fresh Redis has none cached), then count the round's calls.
+			if err := s.AppendAudit(ctx, ids[1], []byte(`{"warm":1}`)); err != nil {
+				t.Fatal(err)
+			}
+			var calls atomic.Int64
+			s.Client().AddHook(countEvalSha{&calls})
+			errs := s.AppendRound([]store.RoundEvent{
+				{Review: ids[0], Event: []byte(`{"a":1}`), Guard: accs[0]},
+				{Review: ids[1], Event: []byte(`{"b":1}`)},
+				{Review: ids[0], Event: []byte(`{"a":2}`), Guard: accs[0]},
+				{Review: ids[2], Event: []byte(`{"c":1}`), Guard: accs[2]},
+				{Review: ids[0], Event: []byte(`{"a":3}`), Guard: &stale},
+				{Review: ids[0], Event: []byte(`{"a":4}`), Guard: accs[0]}, // chained after the refused run: sent again
+				{Review: ids[1], Event: []byte(`{"b":2}`)},
+			})
+			want := []error{nil, nil, nil, store.ErrAccessChanged, store.ErrAccessChanged, nil, nil}
+			for i := range want {
+				if !errors.Is(errs[i], want[i]) || (want[i] == nil && errs[i] != nil) {
+					t.Errorf("event %d: %v, want %v", i, errs[i], want[i])
+				}
+			}
+			// Runs: a1+a2, a3, a4 for the first review, b1+b2, c1: five. One call on a single node, five on a
+			// Cluster; the run after the refused one is then sent again on its own.
+			wantCalls := int64(1 + 1)
+			if _, cluster := s.Client().(*redis.ClusterClient); cluster {
+				wantCalls = 5 + 1
+			}
+			if got := calls.Load(); got != wantCalls && name == "real" {
+				t.Errorf("%d script calls, want %d", got, wantCalls)
+			}
+			for i, want := range [][]string{{`{"a":1}`, `{"a":2}`, `{"a":4}`}, {`{"b":1}`, `{"b":2}`}} {
+				trail, err := s.Audit(ctx, ids[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, e := range trail {
+					if strings.HasPrefix(string(e.Event), `{"a"`) || strings.HasPrefix(string(e.Event), `{"b"`) {
+						got = append(got, string(e.Event))
+					}
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("review %d trail %q, want %q", i, got, want)
+				}
+			}
+			trail, err := s.Audit(ctx, ids[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range trail {
+				if strings.Contains(string(e.Event), `"c"`) {
+					t.Errorf("refused event written: %s", e.Event)
+				}
+			}
+		})
+	}
+}
+
+// countEvalSha counts the script calls (EVALSHA and EVAL) sent, alone or in pipelines.
+type countEvalSha struct{ n *atomic.Int64 }
+
+func (h countEvalSha) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h countEvalSha) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+func (h countEvalSha) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			h.count(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+func (h countEvalSha) count(c redis.Cmder) {
+	if n := c.Name(); n == "evalsha" {
+		h.n.Add(1)
 	}
 }

@@ -1,0 +1,70 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"secondlook/review"
+	"secondlook/store"
+	"secondlook/store/storetest"
+)
+
+// BenchmarkAuditRound appends one guarded AuditEvent (of a packet read's size, 900 bytes) to each of 64 reviews
+// per round, as a gateway reading many packets at once does, and reports the Redis server's CPU per event beside
+// the wall time per round. Needs a real Redis (REDIS_URL or 127.0.0.1:6379).
+//
+//	go test -run '^$' -bench BenchmarkAuditRound -benchtime 2000x ./store
+func BenchmarkAuditRound(b *testing.B) {
+	url := os.Getenv("REDIS_URL")
+	if url == "" {
+		url = "redis://127.0.0.1:6379/0"
+	}
+	ctx := context.Background()
+	rdb, err := store.Open(ctx, url)
+	if err != nil {
+		b.Skipf("no Redis: %v", err)
+	}
+	prefix := storetest.UniquePrefix()
+	b.Cleanup(func() {
+		keys, _ := storetest.Keys(ctx, rdb, prefix+"*")
+		for _, k := range keys {
+			rdb.Del(ctx, k)
+		}
+		_ = rdb.Close()
+	})
+	s := store.New(rdb, prefix)
+	const reviews = 64
+	var round []store.RoundEvent
+	event := bytes.Repeat([]byte("x"), 900)
+	for range reviews {
+		r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
+		if err := s.CreateReview(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+		acc, err := s.ReviewAccess(ctx, r.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		round = append(round, store.RoundEvent{Review: r.ID, Event: event, Guard: acc})
+	}
+	for _, err := range s.AppendRound(round) { // loads the script and learns the heads
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu0 := storetest.ServerCPU(ctx, rdb)
+	b.ResetTimer()
+	for b.Loop() {
+		for _, err := range s.AppendRound(round) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	cpu := storetest.ServerCPU(ctx, rdb) - cpu0
+	b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(b.N*reviews), "redis-µs/event")
+}
