@@ -109,11 +109,7 @@ func readSearchset(r io.Reader, maxDepth int) (*page, error) {
 					_, err := dec.ReadToken()
 					return nil, jsonErr(err)
 				}
-				v, err := dec.ReadValue()
-				if err != nil {
-					return nil, jsonErr(err)
-				}
-				e, err := decodeEntry(v, maxDepth)
+				e, err := readEntry(dec, maxDepth)
 				if err != nil {
 					return nil, err
 				}
@@ -144,60 +140,77 @@ func readSearchset(r io.Reader, maxDepth int) (*page, error) {
 	return p, nil
 }
 
-func decodeEntry(v jsontext.Value, maxDepth int) (entry, error) {
-	if err := checkDepth(v, maxDepth); err != nil {
-		return entry{}, err
-	}
-	// v was validated when it was read: walk it once with jsontext, slicing the resource out of it.
+// readEntry reads one Bundle.entry from dec, whose next value it is, in one pass: the resource is read (and so
+// validated) once and kept as a copy of its bytes. maxDepth bounds the entry's nesting, counted from the entry.
+func readEntry(dec *jsontext.Decoder, maxDepth int) (entry, error) {
 	malformed := fmt.Errorf("%w: Bundle.entry is malformed", ErrInvalidResponse)
-	dec := jsontext.NewDecoder(bytes.NewReader(v))
-	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+	if dec.PeekKind() != '{' {
+		if err := dec.SkipValue(); err != nil {
+			return entry{}, jsonErr(err)
+		}
 		return entry{}, malformed
 	}
+	if _, err := dec.ReadToken(); err != nil {
+		return entry{}, jsonErr(err)
+	}
 	var e entry
-	var raw []byte
 	for dec.PeekKind() == '"' {
-		name, err := dec.ReadToken()
+		name, err := dec.ReadValue() // the raw quoted name: no allocation
 		if err != nil {
-			return entry{}, malformed
+			return entry{}, jsonErr(err)
 		}
-		switch name.String() {
-		case "resource":
-			rv, err := dec.ReadValue()
-			if err != nil {
+		member := name[1 : len(name)-1]
+		if bytes.IndexByte(member, '\\') >= 0 { // a name written with escapes means what it spells
+			if member, err = jsontext.AppendUnquote(nil, name); err != nil {
 				return entry{}, malformed
 			}
-			if rv.Kind() == 'n' {
+		}
+		// Decide on the name now: the decoder reuses its bytes on the next read.
+		const (
+			other = iota
+			resource
+			search
+		)
+		which := other
+		switch string(member) {
+		case "resource":
+			which = resource
+		case "search":
+			which = search
+		}
+		v, err := dec.ReadValue()
+		if err != nil {
+			return entry{}, jsonErr(err)
+		}
+		// Nesting is counted from the entry: the member's value is one level inside it.
+		if err := checkDepth(v, maxDepth-1); err != nil {
+			return entry{}, err
+		}
+		switch which {
+		case resource:
+			if v.Kind() == 'n' {
 				continue
 			}
-			end := int(dec.InputOffset())
-			raw = v[end-len(rv) : end]
-		case "search":
-			sv, err := dec.ReadValue()
+			res, err := newResource(v) // copies v, which the decoder reuses on its next read
 			if err != nil {
-				return entry{}, malformed
+				return entry{}, err
 			}
+			e.resource = res
+		case search:
 			var search struct {
 				Mode string `json:"mode"`
 			}
-			if err := jsonv2.Unmarshal(sv, &search); err != nil {
+			if err := jsonv2.Unmarshal(v, &search); err != nil {
 				return entry{}, malformed
 			}
 			e.mode = search.Mode
-		default:
-			if err := dec.SkipValue(); err != nil {
-				return entry{}, malformed
-			}
 		}
 	}
-	if len(raw) == 0 {
-		return e, nil
+	if tok, err := dec.ReadToken(); err != nil {
+		return entry{}, jsonErr(err)
+	} else if tok.Kind() != '}' {
+		return entry{}, malformed
 	}
-	res, err := newResource(raw)
-	if err != nil {
-		return entry{}, err
-	}
-	e.resource = res
 	return e, nil
 }
 
