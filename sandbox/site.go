@@ -288,7 +288,14 @@ func (s *Site) search(r *http.Request, typ string, post bool, grant *accessGrant
 func (s *Site) searchset(r *http.Request, typ string, q *searchQuery, total int, page, included []*resource) []byte {
 	base := s.base(r)
 	baseJS := jsonStringContent(base)
-	b := make([]byte, 0, 4096)
+	// Size the page up front: a large page would otherwise be copied a dozen times as it grows.
+	size := 4096
+	for _, list := range [][]*resource{page, included} {
+		for _, res := range list {
+			size += len(res.raw) + (len(res.holes)+1)*len(baseJS) + len(res.typ) + len(res.id) + 64
+		}
+	}
+	b := make([]byte, 0, size)
 	b = append(b, `{"resourceType":"Bundle","type":"searchset"`...)
 	if !q.omitTotal {
 		b = append(b, `,"total":`...)
