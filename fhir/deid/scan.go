@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -42,19 +43,29 @@ func NewScanner(inputs [][]byte, limits Limits) (*Scanner, error) {
 // Scan walks every string and long number of a JSON document (base64 attachment data decoded first) and returns a
 // *ResidualError naming the path and the kind of identifier at the first hit. Values the gateway generates from
 // keys (UUID pseudonyms, 2.25 UIDs) and the packet's own signature are exempt, as in Deidentify.
+//
+// It reads values in place: a string without escapes is matched in the decoder's own buffer, and member names are
+// kept once each, so a packet is scanned without a copy of every string in it.
 func (s *Scanner) Scan(doc []byte) error {
 	dec := jsontext.NewDecoder(bytes.NewReader(doc))
 	var names []string // the member name at each depth ("" inside arrays)
+	known := map[string]string{}
+	var unq, decoded []byte // reused: unescaped strings, decoded attachment data
 	for {
-		tok, err := dec.ReadToken()
-		if err == io.EOF {
+		kind := dec.PeekKind()
+		var raw jsontext.Value
+		if kind == '"' || kind == '0' {
+			v, err := dec.ReadValue()
+			if err != nil {
+				return &InputError{Reason: "document is not valid JSON", Offset: dec.InputOffset()}
+			}
+			raw = v
+		} else if _, err := dec.ReadToken(); err == io.EOF {
 			return nil
-		}
-		if err != nil {
+		} else if err != nil {
 			return &InputError{Reason: "document is not valid JSON", Offset: dec.InputOffset()}
 		}
 		depth := dec.StackDepth()
-		kind := tok.Kind()
 		// Keep names aligned with the stack: a name token at object depth d sets names[d].
 		if len(names) > depth+1 {
 			names = names[:depth+1]
@@ -62,31 +73,46 @@ func (s *Scanner) Scan(doc []byte) error {
 		for len(names) <= depth {
 			names = append(names, "")
 		}
-		if kind == '"' && isObjectName(dec) {
-			names[depth] = tok.String()
-			continue
-		}
-		if len(names) > 1 && names[1] == "signature" {
-			continue
-		}
 		var text []byte
 		switch kind {
 		case '"':
-			text = []byte(tok.String())
+			text = raw[1 : len(raw)-1]
+			if bytes.IndexByte(text, '\\') >= 0 {
+				var err error
+				if unq, err = jsontext.AppendUnquote(unq[:0], raw); err != nil {
+					return &InputError{Reason: "document is not valid JSON", Offset: dec.InputOffset()}
+				}
+				text = unq
+			}
+			if isObjectName(dec) {
+				name, ok := known[string(text)]
+				if !ok {
+					name = string(text)
+					if len(known) < maxKnownNames {
+						known[name] = name
+					}
+				}
+				names[depth] = name
+				continue
+			}
 		case '0':
-			text = []byte(tok.String())
+			text = raw
 			if len(text) < 7 {
 				continue
 			}
 		default:
 			continue
 		}
+		if len(names) > 1 && names[1] == "signature" {
+			continue
+		}
 		if generated(text) {
 			continue
 		}
 		if names[depth] == "data" {
-			if dec, err := base64.StdEncoding.DecodeString(string(text)); err == nil {
-				text = dec
+			decoded = slices.Grow(decoded[:0], base64.StdEncoding.DecodedLen(len(text)))[:base64.StdEncoding.DecodedLen(len(text))]
+			if n, err := base64.StdEncoding.Decode(decoded, text); err == nil {
+				text = decoded[:n]
 			}
 		}
 		for _, m := range s.matchers {
@@ -96,6 +122,9 @@ func (s *Scanner) Scan(doc []byte) error {
 		}
 	}
 }
+
+// maxKnownNames bounds the member names Scan keeps for reuse; past it, further names are copied each time.
+const maxKnownNames = 4096
 
 // isObjectName reports whether the token just read was an object member name.
 func isObjectName(dec *jsontext.Decoder) bool {
