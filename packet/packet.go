@@ -95,6 +95,21 @@ func Build(in Input, s Signer) (*Packet, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The records' resources are most of the document's canonical form (the signature input): canonicalize them
+	// now, beside the Composition, which needs the merge but not them (see canonicalParts).
+	parts := make([][]byte, 1+len(m.resources))
+	partsDone := make(chan error, 1)
+	go func() {
+		var err error
+		if parts[0], err = canonicalize(m.patient.raw); err == nil {
+			for i, r := range m.resources {
+				if parts[1+i], err = canonicalize(r.raw); err != nil {
+					break
+				}
+			}
+		}
+		partsDone <- err
+	}()
 	created := in.Created.UTC().Format(time.RFC3339)
 	deviceID := derivedID(in.ID, "device")
 	compositionID := derivedID(in.ID, "composition")
@@ -102,6 +117,7 @@ func Build(in Input, s Signer) (*Packet, error) {
 
 	comp, err := composition(m, compositionID, deviceID, created, in)
 	if err != nil {
+		<-partsDone //nolint:errcheck // this error is the one reported; wait so the goroutine ends with Build
 		return nil, err
 	}
 	device, err := json.Marshal(map[string]any{
@@ -109,10 +125,12 @@ func Build(in Input, s Signer) (*Packet, error) {
 		"deviceName": []map[string]string{{"name": "secondlook gateway", "type": "manufacturer-name"}},
 	})
 	if err != nil {
+		<-partsDone //nolint:errcheck // as above
 		return nil, err
 	}
 	prov, err := provenance(provenanceID, compositionID, deviceID, created, in)
 	if err != nil {
+		<-partsDone //nolint:errcheck // as above
 		return nil, err
 	}
 
@@ -138,12 +156,13 @@ func Build(in Input, s Signer) (*Packet, error) {
 	}
 	unsigned, err := doc.encode()
 	if err != nil {
+		<-partsDone //nolint:errcheck // as above
 		return nil, fmt.Errorf("encode packet: %w", err)
 	}
 	// The fail-closed check and the signature both read the unsigned document: run them side by side.
 	checked := make(chan error, 1)
 	go func() { checked <- in.Check(unsigned) }()
-	payload, err := canonicalize(unsigned)
+	payload, err := canonicalParts(&doc, parts, <-partsDone)
 	if err != nil {
 		<-checked //nolint:errcheck // the canonicalization error is the one reported; wait only so the check ends first
 		return nil, err
@@ -155,17 +174,22 @@ func Build(in Input, s Signer) (*Packet, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc.Signature = &signature{
+	sig, err := json.Marshal(signature{
 		Type:      []coding{{System: "urn:iso-astm:E1762-95:2013", Code: "1.2.840.10065.1.12.1.5", Display: "Verification Signature"}},
 		When:      created,
 		Who:       reference{Reference: "urn:uuid:" + deviceID},
 		SigFormat: "application/jose",
 		Data:      base64.StdEncoding.EncodeToString([]byte(jws)),
-	}
-	out, err := doc.encode()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("encode packet: %w", err)
 	}
+	// The signed document is the unsigned one with Bundle.signature as its last member (as encode writes it).
+	out := make([]byte, 0, len(unsigned)+len(sig)+16)
+	out = append(out, unsigned[:len(unsigned)-1]...)
+	out = append(out, `,"signature":`...)
+	out = append(out, sig...)
+	out = append(out, '}')
 	sum := sha256.Sum256(out)
 	counts := map[string]int{"Patient": 1}
 	for _, r := range m.resources {
@@ -256,6 +280,69 @@ type signature struct {
 	Data      string    `json:"data"`
 }
 
+// canonicalParts writes the document's canonical form (RFC 8785, as canonicalize gives it for the whole
+// unsigned document) from the canonical forms of its parts: parts[0] is the Patient's and parts[1:] the other
+// records' resources', in the order of the entries that carry them (after the Composition). The Bundle's members
+// are sorted with "entry" first (it sorts before every other member the document has, which the assertion below
+// keeps true), each entry is {"fullUrl":…,"resource":…} in that order, and a canonical value does not depend on
+// where it sits. TestEveryPatientsPacketVerifies holds this to canonicalize over every shared patient, and Verify checks
+// every signature against canonicalize itself.
+func canonicalParts(d *document, parts [][]byte, partsErr error) ([]byte, error) {
+	if partsErr != nil {
+		return nil, partsErr
+	}
+	head := *d
+	head.Entry, head.Signature = nil, nil
+	hb, err := json.Marshal(head)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := canonicalize(hb)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasPrefix(ch, []byte(`{"id":`)) { // the first member after "entry" in UTF-16 order
+		return nil, errors.New("canonicalize: unexpected document members")
+	}
+	if len(d.Entry) != len(parts)+3 { // Composition, the parts, Device, Provenance
+		return nil, errors.New("canonicalize: entries and parts differ")
+	}
+	size := len(ch) + 16
+	for _, e := range d.Entry {
+		size += len(e.FullURL) + len(e.Resource) + 32
+	}
+	out := make([]byte, 0, size)
+	out = append(out, `{"entry":[`...)
+	for i, e := range d.Entry {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		fu, err := json.Marshal(e.FullURL)
+		if err != nil {
+			return nil, err
+		}
+		url, err := canonicalize(fu)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, `{"fullUrl":`...)
+		out = append(out, url...)
+		out = append(out, `,"resource":`...)
+		if i >= 1 && i <= len(parts) {
+			out = append(out, parts[i-1]...)
+		} else {
+			r, err := canonicalize(e.Resource)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r...)
+		}
+		out = append(out, '}')
+	}
+	out = append(out, "],"...)
+	return append(out, ch[1:]...), nil
+}
+
 func documentMeta() meta {
 	const obs = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 	return meta{Security: []coding{
@@ -323,23 +410,6 @@ func merge(records [][]byte) (*merged, error) {
 		return strings.Compare(a.typ+"/"+a.id, b.typ+"/"+b.id)
 	})
 	return m, nil
-}
-
-func sign(s Signer, payload []byte) (string, error) {
-	alg, err := Algorithm(s.Key)
-	if err != nil {
-		return "", err
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: s.Key, KeyID: s.KeyID}},
-		(&jose.SignerOptions{}).WithType("JOSE"))
-	if err != nil {
-		return "", fmt.Errorf("sign packet: %w", err)
-	}
-	obj, err := signer.Sign(payload)
-	if err != nil {
-		return "", fmt.Errorf("sign packet: %w", err)
-	}
-	return obj.DetachedCompactSerialize()
 }
 
 // Algorithm is the JWS algorithm a key signs packets with: ES256 (P-256), ES384 (P-384) or RS256 (RSA of 2048 bits
