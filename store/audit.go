@@ -169,7 +169,9 @@ const maxRunsPerCall = 64
 // the run before it), all in one pipeline. On a single Redis node the runs of many reviews go in one script call
 // (up to maxRunsPerCall), which is most of what an append costs Redis; on a Cluster a script may touch one hash
 // slot only, so each run is its own call. A run whose head moved (another replica appended) or whose script Redis
-// had forgotten is sent again on its own, in order.
+// had forgotten is sent again on its own, in order. Redis does not undo a script's earlier writes when a later
+// command in it fails (in practice only when out of memory): the runs before the failure stay written, are sent
+// again on their own, and may then be recorded twice. A duplicate keeps the chain whole; nothing is lost.
 func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
