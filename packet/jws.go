@@ -37,7 +37,7 @@ func sign(s Signer, payload []byte) (string, error) {
 		h, hf = sha256.New(), crypto.SHA256
 	}
 	header := base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, `{"alg":%q,"kid":%q,"typ":"JOSE"}`, alg, s.KeyID))
-	h.Write([]byte(header + "."))
+	_, _ = h.Write([]byte(header + ".")) // a hash never fails to write
 	enc := base64.NewEncoder(base64.RawURLEncoding, h)
 	_, _ = enc.Write(payload) // a hash never fails to write
 	_ = enc.Close()
