@@ -105,6 +105,6 @@ func FuzzScanMatchesReference(f *testing.F) {
 	f.Add([]byte(`{"a":"Johns","b":[1234567,"x\u004a"],"data":"Sm9obnM=","signature":{"data":"Johns"}}`))
 	f.Add([]byte(`{"Loma":{"given":"Lo\u006da"}}`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		sameScan(t, res.Scanner, doc)
+		_ = sameScan(t, res.Scanner, doc) // sameScan fails the test itself on any difference
 	})
 }
