@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -113,15 +112,8 @@ func TestAuditRoundOfManyReviews(t *testing.T) {
 			var ids []string
 			var accs []*store.Access
 			for range 3 {
-				r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
-				if err := s.CreateReview(ctx, r); err != nil {
-					t.Fatal(err)
-				}
-				acc, err := s.ReviewAccess(ctx, r.ID)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ids, accs = append(ids, r.ID), append(accs, acc)
+				id, acc := newReviewAccess(t, s)
+				ids, accs = append(ids, id), append(accs, acc)
 			}
 			// The third review is withdrawn: an access decided before that is refused.
 			if _, err := s.MoveReview(ctx, ids[2], []review.State{review.AwaitingConsent}, review.Withdrawn, ""); err != nil {

@@ -40,15 +40,8 @@ func BenchmarkAuditRound(b *testing.B) {
 	var round []store.RoundEvent
 	event := bytes.Repeat([]byte("x"), 900)
 	for range reviews {
-		r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
-		if err := s.CreateReview(ctx, r); err != nil {
-			b.Fatal(err)
-		}
-		acc, err := s.ReviewAccess(ctx, r.ID)
-		if err != nil {
-			b.Fatal(err)
-		}
-		round = append(round, store.RoundEvent{Review: r.ID, Event: event, Guard: acc})
+		id, acc := newReviewAccess(b, s)
+		round = append(round, store.RoundEvent{Review: id, Event: event, Guard: acc})
 	}
 	for _, err := range s.AppendRound(round) { // loads the script and learns the heads
 		if err != nil {
@@ -67,4 +60,20 @@ func BenchmarkAuditRound(b *testing.B) {
 	b.StopTimer()
 	cpu := storetest.ServerCPU(ctx, rdb) - cpu0
 	b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(b.N*reviews), "redis-µs/event")
+}
+
+// newReviewAccess stores a new review (awaiting consent, for provider onco) and returns its id and its access as
+// the store reads it.
+func newReviewAccess(tb testing.TB, s *store.Store) (string, *store.Access) {
+	tb.Helper()
+	ctx := context.Background()
+	r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
+	if err := s.CreateReview(ctx, r); err != nil {
+		tb.Fatal(err)
+	}
+	acc, err := s.ReviewAccess(ctx, r.ID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r.ID, acc
 }

@@ -238,36 +238,29 @@ func TestAppendAuditIf(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s, _ := newStore(t)
 			ctx := context.Background()
-			r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "h"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
-			if err := s.CreateReview(ctx, r); err != nil {
-				t.Fatal(err)
-			}
-			acc, err := s.ReviewAccess(ctx, r.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.AppendAuditIf(ctx, r.ID, []byte(`{"n":1}`), *acc); err != nil {
+			id, acc := newReviewAccess(t, s)
+			if err := s.AppendAuditIf(ctx, id, []byte(`{"n":1}`), *acc); err != nil {
 				t.Fatalf("append on the current access: %v", err)
 			}
 			other := *acc
 			other.Provider = "cardio"
-			if err := s.AppendAuditIf(ctx, r.ID, []byte(`{"n":2}`), other); !errors.Is(err, store.ErrAccessChanged) {
+			if err := s.AppendAuditIf(ctx, id, []byte(`{"n":2}`), other); !errors.Is(err, store.ErrAccessChanged) {
 				t.Errorf("append decided for another provider: %v", err)
 			}
-			if _, err := s.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Withdrawn, ""); err != nil {
+			if _, err := s.MoveReview(ctx, id, []review.State{review.AwaitingConsent}, review.Withdrawn, ""); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.AppendAuditIf(ctx, r.ID, []byte(`{"n":3}`), *acc); !errors.Is(err, store.ErrAccessChanged) {
+			if err := s.AppendAuditIf(ctx, id, []byte(`{"n":3}`), *acc); !errors.Is(err, store.ErrAccessChanged) {
 				t.Fatalf("append on a stale access: %v", err)
 			}
-			fresh, err := s.ReviewAccess(ctx, r.ID)
+			fresh, err := s.ReviewAccess(ctx, id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.AppendAuditIf(ctx, r.ID, []byte(`{"n":4}`), *fresh); err != nil {
+			if err := s.AppendAuditIf(ctx, id, []byte(`{"n":4}`), *fresh); err != nil {
 				t.Fatalf("append on the fresh access: %v", err)
 			}
-			trail, err := s.Audit(ctx, r.ID)
+			trail, err := s.Audit(ctx, id)
 			if err != nil {
 				t.Fatal(err)
 			}
