@@ -82,14 +82,7 @@ func TestFaults(t *testing.T) {
 		{
 			name:  "503 retried",
 			fault: sandbox.Fault{Path: "Condition", Times: 2, Status: 503},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if rec.Stats.Retries != 2 || len(rec.Resources["Condition"]) != 6 {
-					t.Errorf("retries %d, conditions %d; want 2 and 6", rec.Stats.Retries, len(rec.Resources["Condition"]))
-				}
-			},
+			check: kept("Condition", 6, 2, ""),
 			types: []string{"Condition"},
 		},
 		{
@@ -286,14 +279,7 @@ func TestFaults(t *testing.T) {
 				}
 				return append(append(append([]byte{}, b[:loc[0]]...), `"reference":"Patient/someone-else"`...), b[loc[1]:]...)
 			}},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(rec.Resources["Condition"]) != 5 || !hasWarning(rec, fhir.WarnSubjectMismatch) {
-					t.Errorf("%d Conditions, warnings %+v; want 5 and a subject-mismatch", len(rec.Resources["Condition"]), rec.Warnings)
-				}
-			},
+			check: kept("Condition", 5, -1, fhir.WarnSubjectMismatch),
 			types: []string{"Condition"},
 		},
 		{
@@ -302,70 +288,35 @@ func TestFaults(t *testing.T) {
 			fault: sandbox.Fault{Path: "Condition", Times: 1, Rewrite: func(b []byte) []byte {
 				return bytes.Replace(b, []byte(`"subject"`), []byte(`"SUBJECT"`), 1)
 			}},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(rec.Resources["Condition"]) != 5 || !hasWarning(rec, fhir.WarnSubjectMismatch) {
-					t.Errorf("%d Conditions, warnings %+v; want 5 and a subject-mismatch", len(rec.Resources["Condition"]), rec.Warnings)
-				}
-			},
+			check: kept("Condition", 5, -1, fhir.WarnSubjectMismatch),
 			types: []string{"Condition"},
 		},
 		{
 			name:  "duplicate resources across pages kept once",
 			opts:  func(o *fhir.Options) { o.PageSize = 5 },
 			fault: sandbox.Fault{Path: "DiagnosticReport", Rewrite: duplicateFirstEntry},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if n := len(rec.Resources["DiagnosticReport"]); n != 19 {
-					t.Errorf("%d DiagnosticReports, want 19", n)
-				}
-			},
+			check: kept("DiagnosticReport", 19, -1, ""),
 			types: []string{"DiagnosticReport"},
 		},
 		{
 			name:  "searchset that claims more than it has: the pages decide, not total",
 			opts:  func(o *fhir.Options) { o.PageSize = 5 },
 			fault: sandbox.Fault{Path: "DiagnosticReport", Rewrite: rewriteBundle(func(b map[string]any) { b["total"] = 5000 })},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if n := len(rec.Resources["DiagnosticReport"]); n != 19 {
-					t.Errorf("%d DiagnosticReports, want the 19 the pages hold", n)
-				}
-			},
+			check: kept("DiagnosticReport", 19, -1, ""), // the 19 the pages hold
 			types: []string{"DiagnosticReport"},
 		},
 		{
 			name:  "searchset that claims less than it has: every page is still read",
 			opts:  func(o *fhir.Options) { o.PageSize = 5 },
 			fault: sandbox.Fault{Path: "DiagnosticReport", Rewrite: rewriteBundle(func(b map[string]any) { b["total"] = 1 })},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if n := len(rec.Resources["DiagnosticReport"]); n != 19 {
-					t.Errorf("%d DiagnosticReports, want 19", n)
-				}
-			},
+			check: kept("DiagnosticReport", 19, -1, ""),
 			types: []string{"DiagnosticReport"},
 		},
 		{
 			name:  "burst of 429s ridden out",
 			fault: sandbox.Fault{Path: "Condition", Times: 3, Status: 429, RetryAfter: "0"},
 			opts:  func(o *fhir.Options) { o.Retry.MaxAttempts = 5 },
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if rec.Stats.Retries != 3 || len(rec.Resources["Condition"]) != 6 {
-					t.Errorf("retries %d, conditions %d; want 3 and 6", rec.Stats.Retries, len(rec.Resources["Condition"]))
-				}
-			},
+			check: kept("Condition", 6, 3, ""),
 			types: []string{"Condition"},
 		},
 		{
@@ -381,14 +332,7 @@ func TestFaults(t *testing.T) {
 		{
 			name:  "slow body within the request timeout completes",
 			fault: sandbox.Fault{Path: "Condition", SlowBody: 20 * time.Millisecond, ChunkSize: 4096},
-			check: func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(rec.Resources["Condition"]) != 6 {
-					t.Errorf("%d Conditions, want 6", len(rec.Resources["Condition"]))
-				}
-			},
+			check: kept("Condition", 6, -1, ""),
 			types: []string{"Condition"},
 		},
 		{
@@ -566,5 +510,25 @@ func TestNetworkErrorHasNoURL(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), srv.URL) || strings.Contains(err.Error(), todd) {
 		t.Errorf("error carries the URL: %v", err)
+	}
+}
+
+// kept checks a retrieval that succeeded with n resources of typ; with retries >= 0, after exactly that many
+// retries; with a warning code, reporting it.
+func kept(typ string, n, retries int, warning string) func(*testing.T, *hospital, *fhir.Record, error, time.Duration) {
+	return func(t *testing.T, _ *hospital, rec *fhir.Record, err error, _ time.Duration) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(rec.Resources[typ]); got != n {
+			t.Errorf("%d %s, want %d", got, typ, n)
+		}
+		if retries >= 0 && rec.Stats.Retries != retries {
+			t.Errorf("retries %d, want %d", rec.Stats.Retries, retries)
+		}
+		if warning != "" && !hasWarning(rec, warning) {
+			t.Errorf("warnings %+v, want %s", rec.Warnings, warning)
+		}
 	}
 }
