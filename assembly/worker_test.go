@@ -183,17 +183,9 @@ func TestAssembleFromTwoSources(t *testing.T) {
 			t.Errorf("packet contains %q", id)
 		}
 	}
-	counts := map[string]int{}
-	var doc struct {
-		Entry []struct {
-			Resource struct {
-				ResourceType string `json:"resourceType"`
-			} `json:"resource"`
-		} `json:"entry"`
-	}
-	_ = json.Unmarshal(b, &doc)
-	for _, en := range doc.Entry {
-		counts[en.Resource.ResourceType]++
+	counts, err := packet.EntryTypes(b)
+	if err != nil {
+		t.Fatal(err)
 	}
 	// Both sites hold the same 19 reports: merged, each appears once.
 	if counts["DiagnosticReport"] != 19 || counts["Condition"] != 6 || counts["ImagingStudy"] != 1 || counts["Patient"] != 1 {
@@ -362,21 +354,11 @@ func TestForeignSubjectNeverPacked(t *testing.T) {
 	if !bytes.Contains(b, []byte("1 Condition subject-mismatch")) {
 		t.Error("the packet does not report the dropped resource")
 	}
-	var doc struct {
-		Entry []struct {
-			Resource struct {
-				ResourceType string `json:"resourceType"`
-			} `json:"resource"`
-		} `json:"entry"`
+	counts, err := packet.EntryTypes(b)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_ = json.Unmarshal(b, &doc)
-	n := 0
-	for _, en := range doc.Entry {
-		if en.Resource.ResourceType == "Condition" {
-			n++
-		}
-	}
-	if n != 5 {
+	if n := counts["Condition"]; n != 5 {
 		t.Errorf("%d Conditions packed, want 5 of 6", n)
 	}
 }

@@ -110,17 +110,9 @@ func (d *Demo) Walkthrough(ctx context.Context, out io.Writer) error {
 		}
 	}
 	step("scanned it for every identifier of the raw records: none found")
-	counts := map[string]int{}
-	var doc struct {
-		Entry []struct {
-			Resource struct {
-				ResourceType string `json:"resourceType"`
-			} `json:"resource"`
-		} `json:"entry"`
-	}
-	_ = json.Unmarshal(pkt, &doc)
-	for _, e := range doc.Entry {
-		counts[e.Resource.ResourceType]++
+	counts, err := packet.EntryTypes(pkt)
+	if err != nil {
+		return err
 	}
 	step("it holds %d diagnostic reports, %d observations, %d conditions, %d imaging studies from both sources",
 		counts["DiagnosticReport"], counts["Observation"], counts["Condition"], counts["ImagingStudy"])

@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -324,5 +325,23 @@ func TestEveryPatientsPacketVerifies(t *testing.T) {
 		if err := packet.Verify(pkt.Bundle, keys); err != nil {
 			t.Errorf("%s: %v", filepath.Base(f), err)
 		}
+	}
+}
+
+// TestEntryTypes: a packet's entries counted from its bytes are the resources Build counted, plus the
+// Composition, Device and Provenance it wrote; bytes that are not JSON are refused.
+func TestEntryTypes(t *testing.T) {
+	f := build(t)
+	got, err := packet.EntryTypes(f.pkt.Bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := maps.Clone(f.pkt.Counts)
+	want["Composition"], want["Device"], want["Provenance"] = 1, 1, 1
+	if !maps.Equal(got, want) {
+		t.Errorf("entry types %v, want %v", got, want)
+	}
+	if _, err := packet.EntryTypes([]byte("{")); !errors.Is(err, packet.ErrInput) {
+		t.Errorf("junk: %v", err)
 	}
 }

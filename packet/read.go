@@ -2,7 +2,9 @@ package packet
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -98,4 +100,24 @@ func readEntries(dec *jsontext.Decoder, rec []byte) ([]rawEntry, error) {
 		return nil, errNotCollection
 	}
 	return entries, nil
+}
+
+// EntryTypes counts a document's entries by resource type (the Composition, Device and Provenance included), for
+// readers that hold only a packet's bytes.
+func EntryTypes(bundle []byte) (map[string]int, error) {
+	var doc struct {
+		Entry []struct {
+			Resource struct {
+				ResourceType string `json:"resourceType"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(bundle, &doc); err != nil {
+		return nil, fmt.Errorf("%w: not a JSON Bundle", ErrInput)
+	}
+	counts := map[string]int{}
+	for _, e := range doc.Entry {
+		counts[e.Resource.ResourceType]++
+	}
+	return counts, nil
 }
