@@ -94,24 +94,10 @@ func BenchmarkAssembleLargest(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	consented := func() string {
-		r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "hospital", PatientID: patient}}, Provider: "p", Question: "q"}, time.Now(), time.Hour)
-		if err := st.CreateReview(ctx, r); err != nil {
-			b.Fatal(err)
-		}
-		if err := st.SaveConsent(ctx, consent.Record{ID: "c", ReviewID: r.ID, SourceID: "hospital", PatientRef: "Patient/" + patient, ProviderID: "p",
-			Granted: []string{"DiagnosticReport", "ImagingStudy", "Condition"}, Start: time.Now().Add(-time.Minute), End: r.ExpiresAt}); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := st.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
-			b.Fatal(err)
-		}
-		return r.ID
-	}
 	var perOp int64
 	for b.Loop() {
 		b.StopTimer()
-		id := consented()
+		id := consentedAt(b, st, patient)
 		before := requests.Load()
 		b.StartTimer()
 		if err := w.Assemble(ctx, id); err != nil {
@@ -144,4 +130,23 @@ func (o *stageTimes) Stage(stage string, d time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.d[stage] += d
+}
+
+// consentedAt stores a review of patient at the one sandbox source "hospital", for provider p, with the patient's
+// consent to DiagnosticReport, ImagingStudy and Condition, moved to consented; it returns the review's id.
+func consentedAt(tb testing.TB, st *store.Store, patient string) string {
+	tb.Helper()
+	ctx := context.Background()
+	r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "hospital", PatientID: patient}}, Provider: "p", Question: "q"}, time.Now(), time.Hour)
+	if err := st.CreateReview(ctx, r); err != nil {
+		tb.Fatal(err)
+	}
+	if err := st.SaveConsent(ctx, consent.Record{ID: "c", ReviewID: r.ID, SourceID: "hospital", PatientRef: "Patient/" + patient, ProviderID: "p",
+		Granted: []string{"DiagnosticReport", "ImagingStudy", "Condition"}, Start: time.Now().Add(-time.Minute), End: r.ExpiresAt}); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := st.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
+		tb.Fatal(err)
+	}
+	return r.ID
 }

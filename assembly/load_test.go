@@ -6,12 +6,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -20,7 +18,6 @@ import (
 	"time"
 
 	"secondlook/assembly"
-	"secondlook/consent"
 	"secondlook/fhir"
 	"secondlook/fhir/deid"
 	"secondlook/internal/heapwatch"
@@ -47,36 +44,17 @@ func TestLoadConcurrentAssemblies(t *testing.T) {
 		t.Skip("set LOAD=1 to run the load test")
 	}
 	reviews, workers := envInt("LOAD_REVIEWS", 48), envInt("LOAD_WORKERS", 4)
-	files, _ := filepath.Glob("../testdata/synthea/*_*-*.json")
-	var bundles [][]byte
-	var patients []string
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b struct {
-			Entry []struct {
-				Resource struct {
-					ResourceType string `json:"resourceType"`
-					ID           string `json:"id"`
-				} `json:"resource"`
-			} `json:"entry"`
-		}
-		if err := json.Unmarshal(raw, &b); err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range b.Entry {
-			if e.Resource.ResourceType == "Patient" {
-				patients = append(patients, e.Resource.ID)
-				break
-			}
-		}
-		bundles = append(bundles, raw)
+	bundles, err := sandbox.LoadDir("../testdata/synthea")
+	if err != nil {
+		t.Fatal(err)
 	}
 	sb, err := sandbox.New(sandbox.Options{Sites: []sandbox.SiteOptions{{Name: "hospital", Bundles: bundles}}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	patients := sb.Site("hospital").Patients()
+	if len(patients) < 10 {
+		t.Fatalf("%d patients in the sandbox", len(patients))
 	}
 	sb.Site("hospital").Faults().Add(sandbox.Fault{Latency: 50 * time.Millisecond})
 	srv := httptest.NewServer(sb.Handler())
@@ -119,19 +97,7 @@ func TestLoadConcurrentAssemblies(t *testing.T) {
 	}
 	var ids []string
 	for i := range reviews {
-		patient := patients[i%len(patients)]
-		r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "hospital", PatientID: patient}}, Provider: "p", Question: "q"}, time.Now(), time.Hour)
-		if err := st.CreateReview(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.SaveConsent(ctx, consent.Record{ID: "c", ReviewID: r.ID, SourceID: "hospital", PatientRef: "Patient/" + patient, ProviderID: "p",
-			Granted: []string{"DiagnosticReport", "ImagingStudy", "Condition"}, Start: time.Now().Add(-time.Minute), End: r.ExpiresAt}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, r.ID)
+		ids = append(ids, consentedAt(t, st, patients[i%len(patients)]))
 	}
 	runtime.GC()
 	stop := heapwatch.Start()
