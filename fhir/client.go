@@ -94,8 +94,9 @@ type Options struct {
 	UserAgent string
 	// Observer, when set, is told about every request.
 	Observer Observer
-	// SharedLimit, when set, is waited on before every request, after the local limiter: the source's rate limit
-	// shared by every replica (store.Waiter).
+	// SharedLimit, when set, is waited on before every request instead of the local limiter that RateLimit and
+	// RateBurst would build: the source's rate limit shared by every replica (store.Waiter), already at least as
+	// strict as this replica's share of it.
 	SharedLimit func(ctx context.Context) error
 	// TracerProvider, when set, makes every HTTP request (each attempt) a client span named by the operation
 	// ("FHIR search DiagnosticReport"), never the URL (see tracing.go).
@@ -175,7 +176,7 @@ func NewClient(opts Options) (*Client, error) {
 		}
 		return nil
 	}
-	if opts.RateLimit > 0 {
+	if opts.RateLimit > 0 && opts.SharedLimit == nil {
 		burst := opts.RateBurst
 		if burst <= 0 {
 			burst = 1
