@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -36,7 +37,15 @@ func sign(s Signer, payload []byte) (string, error) {
 	case jose.RS256:
 		h, hf = sha256.New(), crypto.SHA256
 	}
-	header := base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, `{"alg":%q,"kid":%q,"typ":"JOSE"}`, alg, s.KeyID))
+	hj, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{string(alg), s.KeyID, "JOSE"})
+	if err != nil {
+		return "", fmt.Errorf("sign packet: %w", err)
+	}
+	header := base64.RawURLEncoding.EncodeToString(hj)
 	_, _ = h.Write([]byte(header + ".")) // a hash never fails to write
 	enc := base64.NewEncoder(base64.RawURLEncoding, h)
 	_, _ = enc.Write(payload) // a hash never fails to write

@@ -266,14 +266,16 @@ func TestSignEveryKeyKind(t *testing.T) {
 	}{{"ES256", p256, other256}, {"ES384", p384, other384}, {"RS256", r1, r2}} {
 		t.Run(tc.alg, func(t *testing.T) {
 			records := [][]byte{deidentify(t, f.raw)}
+			// A key id is the operator's: one that needs JSON escaping must still make a valid header.
+			kid := "k-" + tc.alg + "\"\x7f\u00e9"
 			pkt, err := packet.Build(packet.Input{ID: "6f1c1a52-3a6e-4c43-9d1a-7d0a3f3b2c11", Created: time.Now(), Records: records,
 				Sources: []packet.Source{{Kind: "hospital", Retrieved: true}}, Profile: "safe-harbor", ProfileVersion: "1",
-				Check: func([]byte) error { return nil }}, packet.Signer{Key: tc.key, KeyID: "k-" + tc.alg})
+				Check: func([]byte) error { return nil }}, packet.Signer{Key: tc.key, KeyID: kid})
 			if err != nil {
 				t.Fatal(err)
 			}
 			set := func(k crypto.Signer) *jose.JSONWebKeySet {
-				return &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.Public(), KeyID: "k-" + tc.alg, Algorithm: tc.alg, Use: "sig"}}}
+				return &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.Public(), KeyID: kid, Algorithm: tc.alg, Use: "sig"}}}
 			}
 			if err := packet.Verify(pkt.Bundle, set(tc.key)); err != nil {
 				t.Fatalf("verify: %v", err)
@@ -293,7 +295,7 @@ func TestSignEveryKeyKind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if h := jws.Signatures[0].Protected; h.KeyID != "k-"+tc.alg || h.Algorithm != tc.alg || h.ExtraHeaders["typ"] != "JOSE" {
+			if h := jws.Signatures[0].Protected; h.KeyID != kid || h.Algorithm != tc.alg || h.ExtraHeaders["typ"] != "JOSE" {
 				t.Errorf("header %+v", h)
 			}
 		})
