@@ -29,6 +29,7 @@ import (
 
 	"secondlook/caller/callertest"
 	"secondlook/demo"
+	"secondlook/internal/syncbuf"
 	"secondlook/packet"
 	"secondlook/sandbox"
 	"secondlook/store"
@@ -199,7 +200,7 @@ type cluster struct {
 	prefix      string
 
 	addrs map[string]string
-	logs  map[string]*logBuffer
+	logs  map[string]*syncbuf.Buffer
 	order []string
 }
 
@@ -215,7 +216,7 @@ func newCluster(t *testing.T) *cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	c := &cluster{t: t, ctx: ctx, bin: secondlookBinary(t), dir: t.TempDir(), http: &http.Client{Timeout: 30 * time.Second},
-		redisServer: redisServer, redisAddr: freeAddr(t), prefix: "e2e:", addrs: map[string]string{}, logs: map[string]*logBuffer{}}
+		redisServer: redisServer, redisAddr: freeAddr(t), prefix: "e2e:", addrs: map[string]string{}, logs: map[string]*syncbuf.Buffer{}}
 	// Registered first, so it runs last: every process has been killed by then and its output is complete.
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("E2E_LOGS") != "" {
@@ -388,7 +389,7 @@ func (c *cluster) start(name string, env []string, bin string, args ...string) *
 	c.t.Helper()
 	out := c.logs[name]
 	if out == nil {
-		out = &logBuffer{}
+		out = &syncbuf.Buffer{}
 		c.logs[name] = out
 		c.order = append(c.order, name)
 	}
@@ -731,24 +732,6 @@ func (c *cluster) checkLogs() {
 			c.t.Errorf("the output of %s holds the client secret or the patient id", name)
 		}
 	}
-}
-
-// logBuffer collects a process's output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
