@@ -3,9 +3,10 @@ package assembly
 import (
 	"context"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"secondlook/tracing"
 )
 
 // tracerName is the instrumentation scope of the assembly spans.
@@ -19,6 +20,5 @@ func (w *Worker) startSpan(ctx context.Context, reviewID string) (context.Contex
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	return tp.Tracer(tracerName).Start(ctx, "assemble review", trace.WithAttributes(
-		attribute.String("secondlook.review_id", reviewID)))
+	return tp.Tracer(tracerName).Start(ctx, "assemble review", trace.WithAttributes(tracing.AttrReviewID.String(reviewID)))
 }

@@ -12,12 +12,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
-// Attribute keys the gateway's own spans set. Review ids are random and minted by the gateway, not PHI; stages and
-// source ids come from closed, configured sets.
-const (
-	AttrReviewID = attribute.Key("secondlook.review_id")
-	AttrSource   = attribute.Key("secondlook.source")
-)
+// AttrReviewID is the attribute key the gateway's own spans name a review by: review ids are random and minted by
+// the gateway, not PHI.
+const AttrReviewID = attribute.Key("secondlook.review_id")
 
 // keep lists the span attributes exported as they are: each carries a method, a status, a host, a protocol, a
 // command or type name, or a value the gateway chose. Values of string attributes are still checked for their
@@ -43,7 +40,6 @@ var keep = map[attribute.Key]bool{
 	"db.redis.num_cmd":          true,
 	"db.redis.database_index":   true,
 	AttrReviewID:                true,
-	AttrSource:                  true,
 }
 
 // urlKeys are attributes holding a whole URL: only its origin (scheme://host[:port]) is exported. Path and query
