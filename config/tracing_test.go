@@ -23,12 +23,18 @@ func TestValidateTracing(t *testing.T) {
 		content string
 		environ []string
 		want    []Problem
+		check   func(t *testing.T, tr Tracing) // what a valid configuration must come out as
 	}{
 		{name: "enabled with an endpoint", content: "tracing: {enabled: true, endpoint: \"https://otel.example.org\"}\n"},
 		{name: "loopback http", content: "tracing: {enabled: true, endpoint: \"http://127.0.0.1:4318/v1/traces\"}\n"},
 		{name: "insecure allowed", content: "tracing: {enabled: true, endpoint: \"http://otel:4318\", allow_insecure_http: true}\n"},
 		{name: "turned on from the environment", content: "tracing: {endpoint: \"https://otel.example.org\"}\n",
-			environ: []string{"SECONDLOOK_TRACING_ENABLED=true", "SECONDLOOK_TRACING_SAMPLE_RATIO=0.5"}},
+			environ: []string{"SECONDLOOK_TRACING_ENABLED=true", "SECONDLOOK_TRACING_SAMPLE_RATIO=0.5"},
+			check: func(t *testing.T, tr Tracing) {
+				if !tr.Enabled || tr.SampleRatio != 0.5 {
+					t.Errorf("the environment was not applied: %+v", tr)
+				}
+			}},
 		{
 			name:    "enabled without an endpoint",
 			content: "tracing: {enabled: true}\n",
@@ -61,9 +67,12 @@ func TestValidateTracing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(writeConfig(t, tt.content), tt.environ)
+			cfg, err := Load(writeConfig(t, tt.content), tt.environ)
 			if diff := cmp.Diff(tt.want, problemsOf(t, err)); diff != "" {
 				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+			if tt.check != nil && err == nil {
+				tt.check(t, cfg.Tracing)
 			}
 			if err != nil && strings.Contains(err.Error(), "literal-token") {
 				t.Errorf("a problem quotes the secret: %v", err)
