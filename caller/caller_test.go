@@ -95,12 +95,14 @@ func tamper(raw string) string {
 	return strings.Join(parts, ".")
 }
 
-// A verified token is remembered, but never past its expiry.
+// A verified token is remembered, but never past its expiry. The leeway is short, so the token expires (30 s plus
+// 5 s) well before the cache's own one-minute bound would drop it: a cache that ignored the expiry fails here.
 func TestVerifiedTokensExpire(t *testing.T) {
 	is := newIssuer(t)
 	now := time.Now()
+	const leeway = 5 * time.Second
 	v, err := caller.New([]caller.Issuer{{URL: is.URL, Audience: "https://gateway.example", Clients: []caller.Client{
-		{ID: "ehr-st-mary", Name: "St. Mary's EHR", Kind: caller.EHR}}}}, caller.Options{Now: func() time.Time { return now }})
+		{ID: "ehr-st-mary", Name: "St. Mary's EHR", Kind: caller.EHR}}}}, caller.Options{Now: func() time.Time { return now }, Leeway: leeway})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +112,7 @@ func TestVerifiedTokensExpire(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	now = now.Add(31*time.Second + caller.DefaultLeeway)
+	now = now.Add(31*time.Second + leeway)
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, caller.ErrUnauthenticated) {
 		t.Errorf("expired token still accepted from the cache: %v", err)
 	}
