@@ -18,6 +18,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	"golang.org/x/sync/errgroup"
 
 	"secondlook/internal/fhirjson"
 )
@@ -98,18 +100,20 @@ func Build(in Input, s Signer) (*Packet, error) {
 	// The records' resources are most of the document's canonical form (the signature input): canonicalize them
 	// now, beside the Composition, which needs the merge but not them (see canonicalParts).
 	parts := make([][]byte, 1+len(m.resources))
-	partsDone := make(chan error, 1)
-	go func() {
+	var canon errgroup.Group
+	canon.Go(func() error {
 		var err error
-		if parts[0], err = canonicalize(m.patient.raw); err == nil {
-			for i, r := range m.resources {
-				if parts[1+i], err = canonicalize(r.raw); err != nil {
-					break
-				}
+		if parts[0], err = canonicalize(m.patient.raw); err != nil {
+			return err
+		}
+		for i, r := range m.resources {
+			if parts[1+i], err = canonicalize(r.raw); err != nil {
+				return err
 			}
 		}
-		partsDone <- err
-	}()
+		return nil
+	})
+	defer func() { _ = canon.Wait() }() // an early return waits for it too; its error is read below
 	created := in.Created.UTC().Format(time.RFC3339)
 	deviceID := derivedID(in.ID, "device")
 	compositionID := derivedID(in.ID, "composition")
@@ -117,7 +121,6 @@ func Build(in Input, s Signer) (*Packet, error) {
 
 	comp, err := composition(m, compositionID, deviceID, created, in)
 	if err != nil {
-		<-partsDone //nolint:errcheck // this error is the one reported; wait so the goroutine ends with Build
 		return nil, err
 	}
 	device, err := json.Marshal(map[string]any{
@@ -125,12 +128,10 @@ func Build(in Input, s Signer) (*Packet, error) {
 		"deviceName": []map[string]string{{"name": "secondlook gateway", "type": "manufacturer-name"}},
 	})
 	if err != nil {
-		<-partsDone //nolint:errcheck // as above
 		return nil, err
 	}
 	prov, err := provenance(provenanceID, compositionID, deviceID, created, in)
 	if err != nil {
-		<-partsDone //nolint:errcheck // as above
 		return nil, err
 	}
 
@@ -156,13 +157,16 @@ func Build(in Input, s Signer) (*Packet, error) {
 	}
 	unsigned, err := doc.encode()
 	if err != nil {
-		<-partsDone //nolint:errcheck // as above
 		return nil, fmt.Errorf("encode packet: %w", err)
 	}
 	// The fail-closed check and the signature both read the unsigned document: run them side by side.
 	checked := make(chan error, 1)
 	go func() { checked <- in.Check(unsigned) }()
-	payload, err := canonicalParts(&doc, parts, <-partsDone)
+	err = canon.Wait()
+	var payload []byte
+	if err == nil {
+		payload, err = canonicalParts(&doc, parts)
+	}
 	if err != nil {
 		<-checked //nolint:errcheck // the canonicalization error is the one reported; wait only so the check ends first
 		return nil, err
@@ -174,7 +178,7 @@ func Build(in Input, s Signer) (*Packet, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig, err := json.Marshal(signature{
+	out, err := withSignature(unsigned, signature{
 		Type:      []coding{{System: "urn:iso-astm:E1762-95:2013", Code: "1.2.840.10065.1.12.1.5", Display: "Verification Signature"}},
 		When:      created,
 		Who:       reference{Reference: "urn:uuid:" + deviceID},
@@ -184,12 +188,6 @@ func Build(in Input, s Signer) (*Packet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode packet: %w", err)
 	}
-	// The signed document is the unsigned one with Bundle.signature as its last member (as encode writes it).
-	out := make([]byte, 0, len(unsigned)+len(sig)+16)
-	out = append(out, unsigned[:len(unsigned)-1]...)
-	out = append(out, `,"signature":`...)
-	out = append(out, sig...)
-	out = append(out, '}')
 	sum := sha256.Sum256(out)
 	counts := map[string]int{"Patient": 1}
 	for _, r := range m.resources {
@@ -205,52 +203,69 @@ type document struct {
 	Identifier   identifier `json:"identifier"`
 	Type         string     `json:"type"`
 	Timestamp    string     `json:"timestamp"`
-	Entry        []rawEntry `json:"entry,omitempty"`
-	Signature    *signature `json:"signature,omitempty"`
+	Entry        []rawEntry `json:"-"` // written by appendEntries
 }
 
-// encode writes the document: its own small fields through encoding/json, the entries' resources as the exact
-// bytes they already are (valid, compact JSON from the de-identifier or from this package), so a multi-megabyte
-// packet is not re-validated and re-compacted on every write.
+// encode writes the unsigned document: its own small fields through encoding/json, the entries' resources as the
+// exact bytes they already are (valid, compact JSON from the de-identifier or from this package), so a
+// multi-megabyte packet is not re-validated and re-compacted on every write.
 func (d *document) encode() ([]byte, error) {
-	head := *d
-	head.Entry, head.Signature = nil, nil
-	hb, err := json.Marshal(head)
+	head, err := json.Marshal(d)
 	if err != nil {
 		return nil, err
 	}
-	size := len(hb) + 64
-	for _, e := range d.Entry {
-		size += len(e.FullURL) + len(e.Resource) + 32
+	b := make([]byte, 0, d.size(len(head)))
+	b = append(b, head[:len(head)-1]...) // without the closing brace
+	b = append(b, ',')
+	if b, err = d.appendEntries(b, func(i int) ([]byte, error) { return d.Entry[i].Resource, nil }); err != nil {
+		return nil, err
 	}
-	b := bytes.NewBuffer(make([]byte, 0, size))
-	b.Write(hb[:len(hb)-1]) // without the closing brace
-	b.WriteString(`,"entry":[`)
+	return append(b, '}'), nil
+}
+
+// size is room for the document: its head of n bytes and every entry.
+func (d *document) size(n int) int {
+	for _, e := range d.Entry {
+		n += len(e.FullURL) + len(e.Resource) + 32
+	}
+	return n + 64
+}
+
+// appendEntries writes "entry":[…], each entry {"fullUrl":…,"resource":…} in that order, with the resource as
+// resource(i) gives it: the written one (encode) or its canonical form (canonicalParts).
+func (d *document) appendEntries(b []byte, resource func(i int) ([]byte, error)) ([]byte, error) {
+	b = append(b, `"entry":[`...)
 	for i, e := range d.Entry {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		fu, err := json.Marshal(e.FullURL)
+		b = append(b, `{"fullUrl":`...)
+		var err error
+		if b, err = jsontext.AppendQuote(b, e.FullURL); err != nil { // minimal escaping: also the RFC 8785 form
+			return nil, err
+		}
+		b = append(b, `,"resource":`...)
+		r, err := resource(i)
 		if err != nil {
 			return nil, err
 		}
-		b.WriteString(`{"fullUrl":`)
-		b.Write(fu)
-		b.WriteString(`,"resource":`)
-		b.Write(e.Resource)
-		b.WriteByte('}')
+		b = append(b, r...)
+		b = append(b, '}')
 	}
-	b.WriteByte(']')
-	if d.Signature != nil {
-		sb, err := json.Marshal(d.Signature)
-		if err != nil {
-			return nil, err
-		}
-		b.WriteString(`,"signature":`)
-		b.Write(sb)
+	return append(b, ']'), nil
+}
+
+// withSignature returns the signed document: the unsigned one with Bundle.signature as its last member.
+func withSignature(unsigned []byte, sig signature) ([]byte, error) {
+	sb, err := json.Marshal(sig)
+	if err != nil {
+		return nil, err
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	out := make([]byte, 0, len(unsigned)+len(sb)+16)
+	out = append(out, unsigned[:len(unsigned)-1]...)
+	out = append(out, `,"signature":`...)
+	out = append(out, sb...)
+	return append(out, '}'), nil
 }
 
 type meta struct {
@@ -285,61 +300,35 @@ type signature struct {
 // records' resources', in the order of the entries that carry them (after the Composition). The Bundle's members
 // are sorted with "entry" first (it sorts before every other member the document has, which the assertion below
 // keeps true), each entry is {"fullUrl":…,"resource":…} in that order, and a canonical value does not depend on
-// where it sits. TestEveryPatientsPacketVerifies holds this to canonicalize over every shared patient, and Verify checks
-// every signature against canonicalize itself.
-func canonicalParts(d *document, parts [][]byte, partsErr error) ([]byte, error) {
-	if partsErr != nil {
-		return nil, partsErr
+// where it sits. TestEveryPatientsPacketVerifies holds this to canonicalize over every shared patient, and Verify
+// checks every signature against canonicalize itself.
+func canonicalParts(d *document, parts [][]byte) ([]byte, error) {
+	if len(d.Entry) != len(parts)+3 { // Composition, the parts, Device, Provenance
+		return nil, errors.New("canonicalize: entries and parts differ")
 	}
-	head := *d
-	head.Entry, head.Signature = nil, nil
-	hb, err := json.Marshal(head)
+	head, err := json.Marshal(d)
 	if err != nil {
 		return nil, err
 	}
-	ch, err := canonicalize(hb)
+	ch, err := canonicalize(head)
 	if err != nil {
 		return nil, err
 	}
 	if !bytes.HasPrefix(ch, []byte(`{"id":`)) { // the first member after "entry" in UTF-16 order
 		return nil, errors.New("canonicalize: unexpected document members")
 	}
-	if len(d.Entry) != len(parts)+3 { // Composition, the parts, Device, Provenance
-		return nil, errors.New("canonicalize: entries and parts differ")
-	}
-	size := len(ch) + 16
-	for _, e := range d.Entry {
-		size += len(e.FullURL) + len(e.Resource) + 32
-	}
-	out := make([]byte, 0, size)
-	out = append(out, `{"entry":[`...)
-	for i, e := range d.Entry {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		fu, err := json.Marshal(e.FullURL)
-		if err != nil {
-			return nil, err
-		}
-		url, err := canonicalize(fu)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, `{"fullUrl":`...)
-		out = append(out, url...)
-		out = append(out, `,"resource":`...)
+	out := make([]byte, 0, d.size(len(ch)))
+	out = append(out, '{')
+	out, err = d.appendEntries(out, func(i int) ([]byte, error) {
 		if i >= 1 && i <= len(parts) {
-			out = append(out, parts[i-1]...)
-		} else {
-			r, err := canonicalize(e.Resource)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, r...)
+			return parts[i-1], nil
 		}
-		out = append(out, '}')
+		return canonicalize(d.Entry[i].Resource)
+	})
+	if err != nil {
+		return nil, err
 	}
-	out = append(out, "],"...)
+	out = append(out, ',')
 	return append(out, ch[1:]...), nil
 }
 
