@@ -140,15 +140,17 @@ func readSearchset(r io.Reader, maxDepth int) (*page, error) {
 	return p, nil
 }
 
+// errEntryMalformed is an entry that is not an object, or whose search member is not one.
+var errEntryMalformed = fmt.Errorf("%w: Bundle.entry is malformed", ErrInvalidResponse)
+
 // readEntry reads one Bundle.entry from dec, whose next value it is, in one pass: the resource is read (and so
 // validated) once and kept as a copy of its bytes. maxDepth bounds the entry's nesting, counted from the entry.
 func readEntry(dec *jsontext.Decoder, maxDepth int) (entry, error) {
-	malformed := fmt.Errorf("%w: Bundle.entry is malformed", ErrInvalidResponse)
 	if dec.PeekKind() != '{' {
 		if err := dec.SkipValue(); err != nil {
 			return entry{}, jsonErr(err)
 		}
-		return entry{}, malformed
+		return entry{}, errEntryMalformed
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return entry{}, jsonErr(err)
@@ -162,7 +164,7 @@ func readEntry(dec *jsontext.Decoder, maxDepth int) (entry, error) {
 		member := name[1 : len(name)-1]
 		if bytes.IndexByte(member, '\\') >= 0 { // a name written with escapes means what it spells
 			if member, err = jsontext.AppendUnquote(nil, name); err != nil {
-				return entry{}, malformed
+				return entry{}, errEntryMalformed
 			}
 		}
 		// Decide on the name now: the decoder reuses its bytes on the next read.
@@ -201,7 +203,7 @@ func readEntry(dec *jsontext.Decoder, maxDepth int) (entry, error) {
 				Mode string `json:"mode"`
 			}
 			if err := jsonv2.Unmarshal(v, &search); err != nil {
-				return entry{}, malformed
+				return entry{}, errEntryMalformed
 			}
 			e.mode = search.Mode
 		}
@@ -209,7 +211,7 @@ func readEntry(dec *jsontext.Decoder, maxDepth int) (entry, error) {
 	if tok, err := dec.ReadToken(); err != nil {
 		return entry{}, jsonErr(err)
 	} else if tok.Kind() != '}' {
-		return entry{}, malformed
+		return entry{}, errEntryMalformed
 	}
 	return e, nil
 }
