@@ -191,7 +191,6 @@ func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
 	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
 		perCall = 1
 	}
-	ttl := AuditRetention.Milliseconds()
 	last := map[string]string{}
 	type call struct {
 		runs []*auditRun
@@ -202,13 +201,13 @@ func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
 		for rest := runs; len(rest) > 0; {
 			group := rest[:min(perCall, len(rest))]
 			rest = rest[len(group):]
-			a := appendArgs{ttl: ttl}
+			a := newAppendArgs()
 			for _, r := range group {
 				prev, ok := last[r.review]
 				if !ok {
 					prev = s.audit.head(r.review)
 				}
-				last[r.review] = s.addRun(&a, r.review, prev, r.items, r.items[0].guard)
+				last[r.review] = s.addRun(a, r.review, prev, r.items)
 			}
 			calls = append(calls, call{runs: group, cmd: appendScript.EvalSha(ctx, p, a.keys, a.args...)})
 		}
@@ -233,12 +232,11 @@ func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
 				err = ErrAccessChanged
 			default:
 				// The head moved under us: chain from Redis's head, on its own.
-				s.audit.setHead(r.review, r.head)
-				err = s.appendBatch(ctx, r.review, r.items, r.items[0].guard)
+				err = s.appendBatch(ctx, r.review, r.items, r.head)
 			}
 		} else {
 			// The script not loaded (a restarted Redis), or the round failed: this run on its own, which loads it.
-			err = s.appendBatch(ctx, r.review, r.items, r.items[0].guard)
+			err = s.appendBatch(ctx, r.review, r.items, s.audit.head(r.review))
 		}
 		for _, it := range r.items {
 			it.done <- err
@@ -286,14 +284,13 @@ for r = 0, #KEYS / 3 - 1 do
 end
 return out`)
 
-// appendBatch chains the batch from the head this process last wrote (or learns the head from Redis when another
-// replica moved it) and appends it atomically, if the guard (when set) still holds.
-func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*auditItem, guard *Access) error {
-	prev := s.audit.head(reviewID)
-	ttl := AuditRetention.Milliseconds()
+// appendBatch chains the batch (one run: one guard) from prev, the head it is believed to follow, and appends it
+// atomically if the guard (when set) still holds; when another replica has moved the head it chains again from
+// the head Redis answers.
+func (s *Store) appendBatch(ctx context.Context, reviewID string, batch []*auditItem, prev string) error {
 	for try := 0; try < 50; try++ {
-		a := appendArgs{ttl: ttl}
-		s.addRun(&a, reviewID, prev, batch, guard)
+		a := newAppendArgs()
+		s.addRun(a, reviewID, prev, batch)
 		res, err := appendScript.Run(ctx, s.rdb, a.keys, a.args...).Slice()
 		if err != nil {
 			return fmt.Errorf("append audit: %w", err)
@@ -323,19 +320,22 @@ func appendReply(res []any, i int) (status int64, head string) {
 
 // appendArgs are the keys and arguments of one appendScript call.
 type appendArgs struct {
-	ttl  int64
 	keys []string
 	args []any
 }
 
-// addRun adds a run of events chained from prev to a call, and returns the run's last hash.
-func (s *Store) addRun(a *appendArgs, reviewID, prev string, batch []*auditItem, guard *Access) string {
+// newAppendArgs starts a call's arguments with the trail's retention.
+func newAppendArgs() *appendArgs {
+	return &appendArgs{args: []any{AuditRetention.Milliseconds()}}
+}
+
+// addRun adds a run of events (sharing the first one's guard) chained from prev to a call, and returns the run's
+// last hash.
+func (s *Store) addRun(a *appendArgs, reviewID, prev string, batch []*auditItem) string {
 	stream, _ := s.key("audit", reviewID)
 	reviewKey, _ := s.key("review", reviewID)
 	a.keys = append(a.keys, stream, stream+":head", reviewKey)
-	if a.args == nil {
-		a.args = append(make([]any, 0, 1+6+3*len(batch)), a.ttl)
-	}
+	guard := batch[0].guard
 	a.args = append(a.args, prev)
 	if guard != nil {
 		a.args = append(a.args, "1", guard.Provider, string(guard.State), strconv.FormatInt(guard.ExpiresAt.UnixMilli(), 10))
