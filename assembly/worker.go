@@ -442,8 +442,9 @@ func (w *Worker) assemble(ctx context.Context, reviewID string, final bool) erro
 	}
 	if _, err := w.cfg.Reviews.MoveReview(ctx, reviewID, []review.State{review.Assembling}, review.Ready, ""); err != nil {
 		if !errors.Is(err, review.ErrTransition) {
-			// Retried, and the packet stays: the move may have happened with only its audit entry failing, and
-			// a review still assembling at the next attempt keeps the packet stored first.
+			// Retried, and the packet stays: the move and its audit entry are one step, so either both happened
+			// (the reply, or the read of the moved review, was lost: the next attempt finds it ready and settles)
+			// or neither (the next attempt finds it assembling and keeps the packet stored first).
 			return fmt.Errorf("mark review ready: %w", err)
 		}
 		// The review left assembling while we stored: another worker on the same job made it ready first, with
