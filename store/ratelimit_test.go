@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,4 +65,79 @@ func TestAllowIsShared(t *testing.T) {
 // hasOtherTestPrefix reports a key of another test run sharing the Redis (storetest prefixes), not of this one.
 func hasOtherTestPrefix(k, own string) bool {
 	return len(k) > len("sltest:") && k[:len("sltest:")] == "sltest:" && (len(k) < len(own) || k[:len(own)] != own)
+}
+
+// TestAllowLeases: with a burst of 200, each replica takes leases of 20 events and spends them locally. Two
+// replicas taking events in turn get the burst between them and not one more (leases are granted by the shared
+// bucket), in a handful of script calls rather than one per event, and a refusal holds without asking again;
+// 64 requests at once share leases, one asking Redis at a time; and a lease held past leaseTTL (100 ms) is
+// dropped, not spent.
+func TestAllowLeases(t *testing.T) {
+	for name, newStore := range map[string]storetest.NewStore{"real": storetest.RealRedis, "embedded": storetest.EmbeddedRedis} {
+		t.Run(name, func(t *testing.T) {
+			a, _ := newStore(t)
+			b := store.New(a.Client(), a.Prefix())
+			ctx := context.Background()
+			var calls atomic.Int64
+			a.Client().AddHook(countEvalSha{&calls})
+			allowed := 0
+			for i := range 300 {
+				ok, _, err := []*store.Store{a, b}[i%2].Allow(ctx, "caller:busy", 0.5, 200)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					allowed++
+				}
+			}
+			if allowed != 200 {
+				t.Errorf("%d allowed, want the burst of 200 (0.5/s refills none during the test)", allowed)
+			}
+			// 10 leases of 20, then one refusal that holds for the rest (the next event is 2 s away).
+			if n := calls.Load(); n < 10 || n > 12 {
+				t.Errorf("%d script calls for 300 events", n)
+			}
+			// Many requests at once: one asks Redis per lease while the others wait for it.
+			calls.Store(0)
+			var wg sync.WaitGroup
+			var got atomic.Int64
+			for range 64 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range 50 {
+						if ok, _, err := a.Allow(ctx, "caller:crowd", 1e6, 10000); err != nil {
+							t.Error(err)
+						} else if ok {
+							got.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if got.Load() != 64*50 {
+				t.Errorf("%d of %d allowed within the burst", got.Load(), 64*50)
+			}
+			// Leases of 1,000: 4 would do; one call per request each time a lease ran out would be 64 or more.
+			if n := calls.Load(); n > 20 {
+				t.Errorf("%d script calls for %d events in leases of 1,000", n, 64*50)
+			}
+			if name == "embedded" {
+				return // miniredis's clock does not move by itself
+			}
+			// 100/s with a burst of 100: leases of 10.
+			if ok, _, err := a.Allow(ctx, "caller:steady", 100, 100); err != nil || !ok {
+				t.Fatalf("first event: %v %v", ok, err)
+			}
+			before := calls.Load()
+			if ok, _, _ := a.Allow(ctx, "caller:steady", 100, 100); !ok || calls.Load() != before {
+				t.Errorf("the second event did not come from the lease (%d calls)", calls.Load()-before)
+			}
+			time.Sleep(150 * time.Millisecond)
+			before = calls.Load()
+			if ok, _, _ := a.Allow(ctx, "caller:steady", 100, 100); !ok || calls.Load() != before+1 {
+				t.Errorf("an expired lease was spent (%d calls)", calls.Load()-before)
+			}
+		})
+	}
 }

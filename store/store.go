@@ -29,6 +29,8 @@ type Store struct {
 	audit *auditBatcher
 	// sealer, when set, encrypts review requests and consents at rest (SealRecords).
 	sealer Sealer
+	// leases are the rate-limit events this replica took from shared buckets and has not spent (Allow).
+	leases leases
 }
 
 // New returns a Store whose keys all start with prefix (for example "secondlook:"). The prefix must not contain
