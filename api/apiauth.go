@@ -27,7 +27,8 @@ type callerLimiter interface {
 	Allow(ctx context.Context, key string, perSecond float64, burst int) (bool, time.Duration, error)
 }
 
-// CallerRate is the default rate per caller: requests per second and burst, shared by every replica.
+// DefaultCallerRate and DefaultCallerBurst are the rate per caller (requests a second, and at once) when a server
+// is built without one, shared by every replica; the gateway's configuration sets its own (callers.rate_limit).
 const (
 	DefaultCallerRate  = 50
 	DefaultCallerBurst = 100
@@ -58,7 +59,7 @@ func requireCaller(v callerVerifier, kind caller.Kind, lim callerLimiter, rate f
 			if lim != nil {
 				ok, wait, err := lim.Allow(c.Request().Context(), "caller:"+cl.ID, rate, burst)
 				if err != nil {
-					return fmt.Errorf("rate limit: %w", err)
+					return fmt.Errorf("caller bucket: %w", err)
 				}
 				if !ok {
 					c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))

@@ -137,8 +137,11 @@ func New(cfg Config) (*Server, error) {
 		if rc.Validity <= 0 {
 			rc.Validity = 30 * 24 * time.Hour
 		}
-		if rc.CallerRate <= 0 || rc.CallerBurst <= 0 {
-			rc.CallerRate, rc.CallerBurst = DefaultCallerRate, DefaultCallerBurst
+		if rc.CallerRate <= 0 {
+			rc.CallerRate = DefaultCallerRate
+		}
+		if rc.CallerBurst <= 0 {
+			rc.CallerBurst = DefaultCallerBurst
 		}
 		ms = append(ms, &reviewAPI{ReviewsConfig: rc})
 	}
