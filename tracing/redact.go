@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkinstrumentation "go.opentelemetry.io/otel/sdk/instrumentation"
@@ -92,21 +93,28 @@ func Redact(next sdktrace.SpanExporter) sdktrace.SpanExporter {
 
 type redactor struct {
 	next sdktrace.SpanExporter
+	// A provider has one resource: its redacted form is made once and kept with the resource it came from.
+	mu       sync.Mutex
+	from, to *resource.Resource
 }
 
 // ExportSpans redacts each span and passes the batch on.
 func (r *redactor) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	out := make([]sdktrace.ReadOnlySpan, len(spans))
-	resources := map[*resource.Resource]*resource.Resource{}
 	for i, s := range spans {
-		res, ok := resources[s.Resource()]
-		if !ok {
-			res = redactResource(s.Resource())
-			resources[s.Resource()] = res
-		}
-		out[i] = redactSpan(s, res)
+		out[i] = redactSpan(s, r.resource(s.Resource()))
 	}
 	return r.next.ExportSpans(ctx, out)
+}
+
+// resource returns res as Redact exports it.
+func (r *redactor) resource(res *resource.Resource) *resource.Resource {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if res != r.from || r.to == nil {
+		r.from, r.to = res, redactResource(res)
+	}
+	return r.to
 }
 
 // Shutdown shuts the wrapped exporter down.

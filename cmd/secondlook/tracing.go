@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
@@ -12,14 +11,11 @@ import (
 	"secondlook/tracing"
 )
 
-// tracingFlushTimeout bounds the final export of buffered spans on shutdown.
-const tracingFlushTimeout = 5 * time.Second
-
 // startTracing builds the tracer provider the configuration asks for. Off (the default), it is the no-op provider:
 // no exporter, no connection, and the gateway installs no instrumentation. The returned stop flushes buffered spans
-// within tracingFlushTimeout and logs, rather than returns, a failure to do so.
+// (within the tracing package's own bound) and logs, rather than returns, a failure to do so.
 func startTracing(ctx context.Context, cfg config.Tracing, logger *slog.Logger) (trace.TracerProvider, func(), error) {
-	o := tracing.Options{Enabled: cfg.Enabled}
+	var o tracing.Options
 	if cfg.Enabled {
 		headers, err := cfg.ResolveHeaders()
 		if err != nil {
@@ -41,9 +37,7 @@ func startTracing(ctx context.Context, cfg config.Tracing, logger *slog.Logger) 
 		logger.Info("tracing on", "sample_ratio", cfg.SampleRatio, "service_name", cfg.ServiceName)
 	}
 	stop := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
-		defer cancel()
-		if err := shutdown(sctx); err != nil {
+		if err := shutdown(context.Background()); err != nil {
 			logger.Warn("tracing flush failed", "error", err.Error())
 		}
 	}
