@@ -195,6 +195,14 @@ func (v *validator) oneOf(path, got string, allowed ...string) {
 	v.add(path, "must be one of %s; got %q", strings.Join(allowed, ", "), got)
 }
 
+// rateLimit checks a rate limit (a source's, or the callers'): a rate above 0 and at most maxRPS, a burst 1..maxBurst.
+func (v *validator) rateLimit(path string, rl RateLimit, maxRPS, maxBurst int) {
+	if rps := rl.RequestsPerSecond; rps <= 0 || rps > float64(maxRPS) || math.IsNaN(rps) {
+		v.add(path+".requests_per_second", "must be greater than 0 and at most %d; got %v", maxRPS, rps)
+	}
+	v.intRange(path+".burst", rl.Burst, 1, maxBurst)
+}
+
 func (v *validator) intRange(path string, got, lo, hi int) {
 	if got < lo || got > hi {
 		v.add(path, "must be between %d and %d; got %d", lo, hi, got)
@@ -247,10 +255,7 @@ func (v *validator) source(label string, s *Source) {
 
 	v.intRange(p("concurrency"), s.Concurrency, 1, maxConcurrency)
 
-	if rps := s.RateLimit.RequestsPerSecond; rps <= 0 || rps > maxRequestsPerSec || math.IsNaN(rps) {
-		v.add(p("rate_limit.requests_per_second"), "must be greater than 0 and at most %d; got %v", maxRequestsPerSec, rps)
-	}
-	v.intRange(p("rate_limit.burst"), s.RateLimit.Burst, 1, maxBurst)
+	v.rateLimit(p("rate_limit"), s.RateLimit, maxRequestsPerSec, maxBurst)
 
 	l := &s.Limits
 	v.positive(p("limits.max_pages"), int64(l.MaxPages))

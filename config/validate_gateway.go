@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -213,13 +212,7 @@ func (v *validator) currentKey(path, current, listPath string, ids []string) {
 }
 
 func (v *validator) callers(c *Callers) {
-	// Zero is unset: ApplyDefaults puts the default there.
-	if rps := c.RateLimit.RequestsPerSecond; rps < 0 || rps > maxCallerRequestsPerSec || math.IsNaN(rps) {
-		v.add("callers.rate_limit.requests_per_second", "must be greater than 0 and at most %d; got %v", maxCallerRequestsPerSec, rps)
-	}
-	if b := c.RateLimit.Burst; b != 0 {
-		v.intRange("callers.rate_limit.burst", b, 1, maxCallerBurst)
-	}
+	v.rateLimit("callers.rate_limit", c.RateLimit, maxCallerRequestsPerSec, maxCallerBurst)
 	issuerIDs := make([]string, len(c.Issuers))
 	var clientIDs []string
 	for i, is := range c.Issuers {
