@@ -27,3 +27,10 @@ func (s *Store) AppendRound(events []RoundEvent) []error {
 	}
 	return errs
 }
+
+// SetOwedPage makes PayOwedJobs read debts n at a time until the test ends.
+func SetOwedPage(t interface{ Cleanup(func()) }, n int) {
+	old := owedPage
+	owedPage = n
+	t.Cleanup(func() { owedPage = old })
+}

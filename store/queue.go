@@ -24,9 +24,12 @@ import (
 //	<prefix>{jobs}:assembly:owed     reviews owed a job, scored by when the debt was recorded (ms)
 const (
 	queueGroup = "assemblers"
-	// maxOwedPerSweep bounds the debts one PayOwedJobs call looks at; only failures leave debts behind.
-	maxOwedPerSweep = 1000
+	// maxOwedPages bounds the pages of debts one PayOwedJobs call looks at; only failures leave debts behind.
+	maxOwedPages = 10
 )
+
+// owedPage is how many debts PayOwedJobs reads at a time (a variable only so a test can make pages small).
+var owedPage = 1000
 
 // Job is one delivery of an assembly job.
 type Job struct {
@@ -80,39 +83,59 @@ func (s *Store) PayJob(ctx context.Context, reviewID string) (bool, error) {
 	return n == 1, nil
 }
 
-// PayOwedJobs settles the debts recorded before before: a review now consented gets the job it is owed queued; one
-// that has moved on (assembling, ready, withdrawn, expired, failed) or is gone has its debt cleared; one still
-// awaiting consent (its move failed) keeps it until it ends. It returns the reviews whose job it queued.
+// PayOwedJobs settles the debts recorded before before, oldest first: a review now consented gets the job it is
+// owed queued; one that has moved on (assembling, ready, withdrawn, expired, failed) or is gone has its debt
+// cleared; one still awaiting consent (its move failed) keeps it until it ends, and the sweep reads on past it, so
+// debts that are kept never hide younger ones. It returns the reviews whose job it queued.
 func (s *Store) PayOwedJobs(ctx context.Context, before time.Time) ([]string, error) {
-	ids, err := s.rdb.ZRangeByScore(ctx, s.owedKey(), &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: maxOwedPerSweep,
-	}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read owed jobs: %w", err)
-	}
 	var paid []string
-	for _, id := range ids {
-		state := ""
-		if k, err := s.key("review", id); err == nil {
-			state, err = s.rdb.HGet(ctx, k, "state").Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return paid, fmt.Errorf("read owed jobs: %w", err)
+	kept := 0 // debts kept so far: they still lead the set, so the next page starts after them
+	for range maxOwedPages {
+		ids, err := s.rdb.ZRangeByScore(ctx, s.owedKey(), &redis.ZRangeBy{
+			Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Offset: int64(kept), Count: int64(owedPage),
+		}).Result()
+		if err != nil {
+			return paid, fmt.Errorf("read owed jobs: %w", err)
+		}
+		states := make([]*redis.StringCmd, len(ids))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				if k, err := s.key("review", id); err == nil {
+					states[i] = p.HGet(ctx, k, "state")
+				}
+			}
+			return nil
+		}); err != nil && !errors.Is(err, redis.Nil) {
+			return paid, fmt.Errorf("read owed jobs: %w", err)
+		}
+		for i, id := range ids {
+			state := ""
+			if states[i] != nil {
+				v, err := states[i].Result()
+				if err != nil && !errors.Is(err, redis.Nil) {
+					return paid, fmt.Errorf("read owed jobs: %w", err) // never taken for a review that is gone
+				}
+				state = v
+			}
+			switch review.State(state) {
+			case review.AwaitingConsent:
+				kept++
+			case review.Consented:
+				ok, err := s.PayJob(ctx, id)
+				if err != nil {
+					return paid, err
+				}
+				if ok {
+					paid = append(paid, id)
+				}
+			default:
+				if err := s.rdb.ZRem(ctx, s.owedKey(), id).Err(); err != nil {
+					return paid, fmt.Errorf("clear owed job: %w", err)
+				}
 			}
 		}
-		switch review.State(state) {
-		case review.AwaitingConsent:
-		case review.Consented:
-			ok, err := s.PayJob(ctx, id)
-			if err != nil {
-				return paid, err
-			}
-			if ok {
-				paid = append(paid, id)
-			}
-		default:
-			if err := s.rdb.ZRem(ctx, s.owedKey(), id).Err(); err != nil {
-				return paid, fmt.Errorf("clear owed job: %w", err)
-			}
+		if len(ids) < owedPage {
+			break
 		}
 	}
 	return paid, nil

@@ -208,6 +208,16 @@ func runQueueTests(t *testing.T, newStore storetest.NewStore) {
 		if pending, _, err := s.QueueDepth(ctx); err != nil || pending != 2 {
 			t.Errorf("queued %d jobs (%v), want 2", pending, err)
 		}
+		// Debts that are kept never hide younger ones: with pages of two, three reviews still awaiting consent
+		// lead the set, and the lost job recorded after them is still queued.
+		store.SetOwedPage(t, 2)
+		for range 3 {
+			owed()
+		}
+		lateLost := owed(review.Consented)
+		if paid, err := s.PayOwedJobs(ctx, time.Now().Add(time.Second)); err != nil || len(paid) != 1 || paid[0] != lateLost {
+			t.Fatalf("PayOwedJobs = %v, %v; want the lost job behind the kept debts", paid, err)
+		}
 	})
 	t.Run("Packet", func(t *testing.T) {
 		s, _ := newStore(t)
