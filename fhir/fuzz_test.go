@@ -468,7 +468,7 @@ func FuzzLocalRef(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ref string) {
 		typ, id, ok := r.localRef(ref)
 		if !ok {
-			if ref != "" && r.isPatient(ref) {
+			if r.isPatient(ref) {
 				t.Fatalf("isPatient(%q) though it is not a local reference", ref)
 			}
 			return

@@ -319,7 +319,9 @@ func (r *run) keep(res Resource) error {
 	var dr *models.DiagnosticReport
 	var subject string
 	var err error
-	if res.Type == TypeDiagnosticReport {
+	switch res.Type {
+	case TypeBinary: // an attachment's content, read because a kept report points at it: it has no subject
+	case TypeDiagnosticReport:
 		var rep models.DiagnosticReport
 		if rep, err = models.UnmarshalDiagnosticReport(res.Raw); err == nil {
 			dr = &rep
@@ -327,7 +329,7 @@ func (r *run) keep(res Resource) error {
 				subject = *rep.Subject.Reference
 			}
 		}
-	} else {
+	default:
 		subject, err = subjectOf(res)
 	}
 	if err != nil {
@@ -336,7 +338,7 @@ func (r *run) keep(res Resource) error {
 	}
 	// Every resource but a Binary must name this patient as its subject: one that names no one cannot be shown to
 	// be the patient's, and is dropped like one about someone else.
-	if !r.isPatient(subject) || subject == "" && res.Type != TypeBinary {
+	if res.Type != TypeBinary && !r.isPatient(subject) {
 		r.warn(WarnSubjectMismatch, res.Type, 1)
 		return nil
 	}
@@ -370,9 +372,6 @@ func subjectOf(res Resource) (string, error) {
 			Reference string `json:"reference"`
 		} `json:"subject"`
 	}
-	if res.Type == TypeBinary {
-		return "", nil
-	}
 	if err := jsonv2.Unmarshal(res.Raw, &s); err != nil {
 		return "", err
 	}
@@ -382,11 +381,8 @@ func subjectOf(res Resource) (string, error) {
 	return s.Subject.Reference, nil
 }
 
-// isPatient reports whether ref points at this retrieval's Patient. A resource with no subject (a Binary) passes.
+// isPatient reports whether ref points at this retrieval's Patient (no reference does not).
 func (r *run) isPatient(ref string) bool {
-	if ref == "" {
-		return true
-	}
 	t, id, ok := r.localRef(ref)
 	return ok && t == TypePatient && id == r.patientID
 }
