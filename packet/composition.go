@@ -262,6 +262,15 @@ func reportSection(list []resource, m *merged) section {
 		"Diagnostic reports and their results", []string{"Report", "Status", "Date", "Results", "Conclusion"})
 }
 
+// number is a Quantity's value as the narrative shows it: the JSON number as written, or nothing for a value that
+// is not a number (FHIR requires one; a quoted or structured value is not shown as if it were).
+func number(v jsontext.Value) string {
+	if v.Kind() != '0' {
+		return ""
+	}
+	return string(v)
+}
+
 func observationText(raw []byte) string {
 	var o observationView
 	_ = jsonv2.Unmarshal(raw, &o)
@@ -269,7 +278,7 @@ func observationText(raw []byte) string {
 	var val string
 	switch {
 	case o.ValueQuantity != nil:
-		val = strings.TrimSpace(string(o.ValueQuantity.Value) + " " + o.ValueQuantity.Unit)
+		val = strings.TrimSpace(number(o.ValueQuantity.Value) + " " + o.ValueQuantity.Unit)
 	case o.ValueCodeableConcept != nil:
 		val = o.ValueCodeableConcept.label()
 	case o.ValueString != "":
@@ -278,7 +287,7 @@ func observationText(raw []byte) string {
 		var parts []string
 		for _, c := range o.Component {
 			if c.ValueQuantity != nil {
-				parts = append(parts, c.Code.label()+" "+strings.TrimSpace(string(c.ValueQuantity.Value)+" "+c.ValueQuantity.Unit))
+				parts = append(parts, c.Code.label()+" "+strings.TrimSpace(number(c.ValueQuantity.Value)+" "+c.ValueQuantity.Unit))
 			}
 		}
 		val = strings.Join(parts, ", ")
