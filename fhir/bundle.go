@@ -216,8 +216,14 @@ func readEntry(dec *jsontext.Decoder, maxDepth int) (entry, error) {
 	return e, nil
 }
 
-// newResource files raw JSON (already validated) under its resourceType and id, keeping a copy of it.
+// newResource files raw JSON (already validated) under its resourceType and id, keeping a copy of it (raw may be
+// a decoder's buffer).
 func newResource(raw []byte) (Resource, error) {
+	return fileResource(bytes.Clone(raw))
+}
+
+// fileResource files raw JSON (already validated, and the caller's to give away) under its resourceType and id.
+func fileResource(raw []byte) (Resource, error) {
 	typ, id, err := fhirjson.Head(raw)
 	if err != nil {
 		return Resource{}, fmt.Errorf("%w: resource is not a JSON object", ErrInvalidResponse)
@@ -228,7 +234,7 @@ func newResource(raw []byte) (Resource, error) {
 	if !validID(id) {
 		return Resource{}, fmt.Errorf("%w: %s without a valid id", ErrInvalidResponse, typ)
 	}
-	return Resource{Type: typ, ID: id, Raw: bytes.Clone(raw)}, nil
+	return Resource{Type: typ, ID: id, Raw: raw}, nil
 }
 
 // readResource decodes one resource body, checking depth.
@@ -249,7 +255,7 @@ func readResource(r io.Reader, maxDepth int) (Resource, error) {
 	if err := checkDepth(v, maxDepth); err != nil {
 		return Resource{}, err
 	}
-	return newResource(v)
+	return fileResource(v) // v is this function's own copy
 }
 
 // readOutcome extracts the issues of an OperationOutcome error body; anything else yields none.
