@@ -169,21 +169,19 @@ func (f *consentFlow) show(c echo.Context) error {
 	}
 	binding, _ := f.session(c, true)
 	ctx := c.Request().Context()
-	if r.State == review.AwaitingConsent {
-		// Every source may be consented already while the review still waits: the request that saved the last
-		// consent died before moving it. Finishing the move here (idempotent) lets the patient's next visit heal it.
-		moved, err := f.maybeConsented(ctx, r)
-		if err != nil {
-			f.Logger.LogAttrs(ctx, slog.LevelWarn, "complete consent on view failed", slog.String("error", err.Error()))
-		} else if moved {
-			if r, err = f.load(c); err != nil {
-				return err
-			}
-		}
-	}
 	recs, err := f.Consents.Consents(ctx, r.ID)
 	if err != nil {
 		return fmt.Errorf("load consents: %w", err)
+	}
+	if r.State == review.AwaitingConsent {
+		// Every source may be consented already while the review still waits: the request that saved the last
+		// consent died before moving it. Finishing the move here (idempotent) lets the patient's next visit heal it.
+		moved, err := f.maybeConsented(ctx, r, recs)
+		if err != nil {
+			f.Logger.LogAttrs(ctx, slog.LevelWarn, "complete consent on view failed", slog.String("error", err.Error()))
+		} else if moved != nil {
+			r = moved
+		}
 	}
 	return f.pages.render(c, http.StatusOK, "consent", f.view(c, r, recs, binding))
 }
@@ -331,7 +329,11 @@ func (f *consentFlow) callback(c echo.Context) error {
 	if f.Event != nil {
 		f.Event("granted")
 	}
-	if _, err := f.maybeConsented(ctx, r); err != nil {
+	recs, err := f.Consents.Consents(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("load consents: %w", err)
+	}
+	if _, err := f.maybeConsented(ctx, r, recs); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, back)
@@ -349,36 +351,33 @@ func clinicalTypes(types []string) []string {
 	return out
 }
 
-// maybeConsented moves the review to consented and queues its assembly once every source has an active consent;
-// it reports whether this call made the move.
-func (f *consentFlow) maybeConsented(ctx context.Context, r *review.Review) (bool, error) {
-	recs, err := f.Consents.Consents(ctx, r.ID)
-	if err != nil {
-		return false, fmt.Errorf("load consents: %w", err)
-	}
+// maybeConsented moves the review to consented and queues its assembly once every source has an active consent in
+// recs (the review's consent records); it returns the moved review if this call made the move, else nil.
+func (f *consentFlow) maybeConsented(ctx context.Context, r *review.Review, recs []consent.Record) (*review.Review, error) {
 	now := f.Now()
 	for _, s := range r.Sources {
 		if !slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == s.Source && rec.Active(now) }) {
-			return false, nil
+			return nil, nil
 		}
 	}
 	if f.OweAssembly != nil {
 		if err := f.OweAssembly(ctx, r.ID); err != nil {
-			return false, fmt.Errorf("owe assembly: %w", err)
+			return nil, fmt.Errorf("owe assembly: %w", err)
 		}
 	}
-	if _, err := f.Reviews.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, ""); err != nil {
+	moved, err := f.Reviews.MoveReview(ctx, r.ID, []review.State{review.AwaitingConsent}, review.Consented, "")
+	if err != nil {
 		if errors.Is(err, review.ErrTransition) {
-			return false, nil // another request got there first
+			return nil, nil // another request got there first
 		}
-		return false, fmt.Errorf("mark review consented: %w", err)
+		return nil, fmt.Errorf("mark review consented: %w", err)
 	}
 	if f.OnConsented != nil {
 		if err := f.OnConsented(ctx, r.ID); err != nil {
-			return true, fmt.Errorf("start assembly: %w", err)
+			return moved, fmt.Errorf("start assembly: %w", err)
 		}
 	}
-	return true, nil
+	return moved, nil
 }
 
 // withdraw ends the consent at once: the review is withdrawn (so no worker or provider proceeds), each grant is
