@@ -57,9 +57,9 @@ func FuzzReviewRequest(f *testing.F) {
 		logged := e.logs.String()[logStart:]
 
 		var asked struct {
-			Question      string `json:"question"`
-			Provider      string `json:"provider"`
-			ResourceTypes []string
+			Question      string   `json:"question"`
+			Provider      string   `json:"provider"`
+			ResourceTypes []string `json:"resourceTypes"`
 			Sources       []struct {
 				Source  string `json:"source"`
 				Patient string `json:"patient"`
@@ -93,6 +93,9 @@ func FuzzReviewRequest(f *testing.F) {
 		var got reviewView
 		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &got) != nil {
 			t.Fatalf("created review %s reads back with status %d", loc, rec.Code)
+		}
+		if !slices.Equal(got.ResourceTypes, asked.ResourceTypes) {
+			t.Fatalf("created review reads back with types %q, asked %q", got.ResourceTypes, asked.ResourceTypes)
 		}
 		if got.Provider != asked.Provider || len(got.Sources) != len(asked.Sources) {
 			t.Fatalf("created review reads back as provider %q with %d sources, asked %q with %d", got.Provider, len(got.Sources), asked.Provider, len(asked.Sources))
