@@ -3,7 +3,6 @@ package demo
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"secondlook/tracing"
+	"secondlook/tracing/tracingtest"
 )
 
 // Instrumentation scopes of the spans the gateway records.
@@ -96,7 +96,7 @@ func TestNoPHIInSpans(t *testing.T) {
 		t.Errorf("Redis spans under a request: %v, under an assembly: %v; want both", redisUnderAPI, redisUnderAssembly)
 	}
 
-	text := exportedText(spans)
+	text := tracingtest.Text(spans)
 	for _, s := range identifying {
 		if i := strings.Index(text, s); i >= 0 {
 			t.Errorf("spans contain %q: …%s…", s, text[max(0, i-200):min(len(text), i+80)])
@@ -129,37 +129,4 @@ func walkthroughSpans(t *testing.T, tp *sdktrace.TracerProvider, mem *tracetest.
 		t.Fatalf("only %d spans exported", len(spans))
 	}
 	return spans
-}
-
-// exportedText writes out everything a span exports as text: name, status, scope, attributes (key and value),
-// events (name and attributes), links' attributes and the resource.
-func exportedText(spans tracetest.SpanStubs) string {
-	var b strings.Builder
-	for _, s := range spans {
-		fmt.Fprintf(&b, "span %q kind %s status %s %q scope %q %q\n", s.Name, s.SpanKind, s.Status.Code, s.Status.Description,
-			s.InstrumentationScope.Name, s.InstrumentationScope.Version)
-		for _, kv := range s.Attributes {
-			fmt.Fprintf(&b, "  %s: %s\n", kv.Key, kv.Value.String())
-		}
-		for _, kv := range s.InstrumentationScope.Attributes.ToSlice() {
-			fmt.Fprintf(&b, "  scope %s: %s\n", kv.Key, kv.Value.String())
-		}
-		for _, e := range s.Events {
-			fmt.Fprintf(&b, "  event %q\n", e.Name)
-			for _, kv := range e.Attributes {
-				fmt.Fprintf(&b, "    %s: %s\n", kv.Key, kv.Value.String())
-			}
-		}
-		for _, l := range s.Links {
-			for _, kv := range l.Attributes {
-				fmt.Fprintf(&b, "  link %s: %s\n", kv.Key, kv.Value.String())
-			}
-		}
-		if s.Resource != nil {
-			for _, kv := range s.Resource.Attributes() {
-				fmt.Fprintf(&b, "  resource %s: %s\n", kv.Key, kv.Value.String())
-			}
-		}
-	}
-	return b.String()
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"secondlook/tracing/tracingtest"
 )
 
 // What the spans below carry that must never be exported.
@@ -80,37 +81,6 @@ func leakySpans(t *testing.T, tp trace.TracerProvider) {
 	root.End()
 }
 
-// flatten writes every exported string: names, attributes, events, links, status, resource and scope.
-func flatten(spans tracetest.SpanStubs) string {
-	var b strings.Builder
-	for _, s := range spans {
-		fmt.Fprintf(&b, "span %q status %v %q scope %q\n", s.Name, s.Status.Code, s.Status.Description, s.InstrumentationScope.Name)
-		for _, kv := range s.Attributes {
-			fmt.Fprintf(&b, "  attr %s: %s\n", kv.Key, kv.Value.String())
-		}
-		for _, e := range s.Events {
-			fmt.Fprintf(&b, "  event %q\n", e.Name)
-			for _, kv := range e.Attributes {
-				fmt.Fprintf(&b, "    attr %s: %s\n", kv.Key, kv.Value.String())
-			}
-		}
-		for _, l := range s.Links {
-			for _, kv := range l.Attributes {
-				fmt.Fprintf(&b, "  link attr %s: %s\n", kv.Key, kv.Value.String())
-			}
-		}
-		if s.Resource != nil {
-			for _, kv := range s.Resource.Attributes() {
-				fmt.Fprintf(&b, "  resource %s: %s\n", kv.Key, kv.Value.String())
-			}
-		}
-		for _, kv := range s.InstrumentationScope.Attributes.ToSlice() {
-			fmt.Fprintf(&b, "  scope attr %s: %s\n", kv.Key, kv.Value.String())
-		}
-	}
-	return b.String()
-}
-
 func exported(t *testing.T, wrap func(sdktrace.SpanExporter) sdktrace.SpanExporter) (tracetest.SpanStubs, string) {
 	t.Helper()
 	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "patient.id=0ce18c7d-fd78-46d9-81b5-8bed231c337a,service.namespace=clinical")
@@ -125,7 +95,7 @@ func exported(t *testing.T, wrap func(sdktrace.SpanExporter) sdktrace.SpanExport
 	if len(spans) != 4 {
 		t.Fatalf("%d spans exported, want 4", len(spans))
 	}
-	return spans, flatten(spans)
+	return spans, tracingtest.Text(spans)
 }
 
 func TestRedactDropsEveryIdentifier(t *testing.T) {
