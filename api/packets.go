@@ -244,7 +244,7 @@ func (a *reviewAPI) getPacket(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	return c.Blob(http.StatusOK, "application/fhir+json", b)
 }
 
@@ -260,7 +260,7 @@ func (a *reviewAPI) getReport(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("Cache-Control", "private, no-cache")
+	c.Response().Header()[packetCacheControl.name] = packetCacheControl.value
 	return c.Blob(http.StatusOK, "application/json", p.Report)
 }
 

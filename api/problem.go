@@ -107,10 +107,16 @@ func toProblem(err error) *Problem {
 	return problemf(http.StatusInternalServerError, "Something went wrong on our side. It has been logged.")
 }
 
+// isAPI reports whether the request is for the API (/api and below) rather than a page.
+func isAPI(c echo.Context) bool {
+	p := c.Request().URL.Path
+	return p == "/api" || strings.HasPrefix(p, "/api/")
+}
+
 // wantsHTML reports whether the request comes from a browser page (the patient's pages) rather than an API client.
 // The API answers problem+json whatever the Accept header says: its clients, and openapi.yaml, rely on it.
 func wantsHTML(c echo.Context) bool {
-	if p := c.Request().URL.Path; p == "/api" || strings.HasPrefix(p, "/api/") {
+	if isAPI(c) {
 		return false
 	}
 	accept := c.Request().Header.Get("Accept")

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -198,7 +197,7 @@ func securityHeaders() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			set := pageHeaders
-			if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			if isAPI(c) {
 				set = apiHeaders
 			}
 			h := c.Response().Header()
