@@ -98,11 +98,8 @@ func (a *reviewAPI) packetFor(c echo.Context, action audit.Action) (*store.Store
 		if d.gone {
 			a.packets.drop(id)
 		}
-		ev, err := audit.Event{Action: action, Outcome: d.outcome, At: a.Now(), ClientID: cl.ID, ReviewID: id}.JSON()
-		if err != nil {
-			return nil, fmt.Errorf("audit event: %w", err)
-		}
-		err = a.Store.AppendAuditIf(ctx, id, ev, *acc)
+		ev := audit.Event{Action: action, Outcome: d.outcome, At: a.Now(), ClientID: cl.ID, ReviewID: id}.JSON()
+		err := a.Store.AppendAuditIf(ctx, id, ev, *acc)
 		if errors.Is(err, store.ErrAccessChanged) && try < 3 {
 			continue // decided on a stale access: read it again
 		}

@@ -217,11 +217,7 @@ func (a *reviewAPI) audit(c echo.Context) error {
 // record appends an audit event; a failure to audit is logged, and never reaches the caller.
 func (a *reviewAPI) record(ctx context.Context, e audit.Event) {
 	e.At = a.Now()
-	b, err := e.JSON()
-	if err == nil {
-		err = a.Store.AppendAudit(ctx, e.ReviewID, b)
-	}
-	if err != nil {
+	if err := a.Store.AppendAudit(ctx, e.ReviewID, e.JSON()); err != nil {
 		a.Logger.LogAttrs(ctx, slog.LevelError, "audit append failed", slog.String("error", err.Error()))
 	}
 }

@@ -61,7 +61,7 @@ type Event struct {
 
 // JSON renders the event as a FHIR R4 AuditEvent. Every packet read and status poll writes one, so it is appended
 // by hand rather than through reflection; export_test.go keeps the struct form it must stay equal to.
-func (e Event) JSON() ([]byte, error) {
+func (e Event) JSON() []byte {
 	a := e.Action
 	if a.SubtypeSystem == lifecycle {
 		a.Subtype, a.SubtypeDisplay = e.State, e.State
@@ -103,7 +103,7 @@ func (e Event) JSON() ([]byte, error) {
 	b = append(b, `,"type":`...)
 	b = appendCoding(b, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "2", "System Object")
 	b = append(b, `}]}`...)
-	return b, nil
+	return b
 }
 
 func appendCoding(b []byte, system, code, display string) []byte {

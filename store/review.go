@@ -224,11 +224,8 @@ func (s *Store) MoveReview(ctx context.Context, id string, from []review.State, 
 	now := time.Now()
 	// The transition and its AuditEvent are one atomic step (the event is chained from the trail's head, and the
 	// step is tried again if another append moved the head meanwhile).
-	ev, err := audit.Event{Action: audit.Transition, Outcome: audit.Success, At: now, ReviewID: id, State: string(to),
+	ev := audit.Event{Action: audit.Transition, Outcome: audit.Success, At: now, ReviewID: id, State: string(to),
 		Patient: to == review.Withdrawn && reason == WithdrawnByPatient}.JSON()
-	if err != nil {
-		return nil, fmt.Errorf("move review: %w", err)
-	}
 	prev := s.audit.head(id)
 	var res []any
 	for try := 0; ; try++ {
