@@ -26,7 +26,7 @@ func (s *Store) Allow(ctx context.Context, key string, perSecond float64, burst 
 		return true, 0, nil
 	}
 	for {
-		ok, wait, inFlight := s.leases.take(key, time.Now())
+		ok, wait, inFlight := s.leases.take(key)
 		switch {
 		case ok:
 			return true, 0, nil
@@ -97,9 +97,10 @@ const maxLeases = 10000
 
 // take spends one leased event if there is one. Otherwise it answers how long a refusal still holds, or the
 // channel to wait on while another request asks Redis, or neither: the caller is to ask Redis itself.
-func (l *leases) take(key string, now time.Time) (ok bool, wait time.Duration, inFlight <-chan struct{}) {
+func (l *leases) take(key string) (ok bool, wait time.Duration, inFlight <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now() // under the lock: a time read before it could precede what fill recorded meanwhile
 	if l.m == nil {
 		l.m = map[string]*lease{}
 	}
@@ -137,7 +138,10 @@ func (l *leases) fill(key string, n int, wait time.Duration) {
 		return
 	}
 	now := time.Now()
-	ls.left, ls.until, ls.refused = n, now.Add(leaseTTL), now.Add(wait)
+	ls.left, ls.until, ls.refused = n, now.Add(leaseTTL), time.Time{}
+	if wait > 0 {
+		ls.refused = now.Add(wait)
+	}
 	close(ls.fetching)
 	ls.fetching = nil
 }

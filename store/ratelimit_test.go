@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"secondlook/store"
 	"secondlook/store/storetest"
 )
@@ -140,4 +142,57 @@ func TestAllowLeases(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAllowRefusesOnlyWhatRedisRefuses: 64 requests at once for 300 ms against a bucket no load here can empty.
+// Every refusal a replica gives must come from a refusal Redis gave; before, a request that read the clock, then
+// waited for the lock while another recorded a lease, took the lease's time for a refusal still holding.
+func TestAllowRefusesOnlyWhatRedisRefuses(t *testing.T) {
+	a, _ := storetest.RealRedis(t)
+	ctx := context.Background()
+	h := &refusalHook{}
+	a.Client().AddHook(h)
+	var refused atomic.Int64
+	var wg sync.WaitGroup
+	end := time.Now().Add(300 * time.Millisecond)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				ok, _, err := a.Allow(ctx, "caller:fast", 1e6, 100)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !ok {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if refused.Load() > 0 && h.refusals.Load() == 0 {
+		t.Errorf("%d requests refused, though Redis refused none (%d calls)", refused.Load(), h.calls.Load())
+	}
+}
+
+// refusalHook counts the script calls and the refusals Redis answered.
+type refusalHook struct{ calls, refusals atomic.Int64 }
+
+func (h *refusalHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *refusalHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if c, ok := cmd.(*redis.Cmd); ok && (cmd.Name() == "evalsha" || cmd.Name() == "eval") {
+			h.calls.Add(1)
+			if v, e := c.Int64Slice(); e == nil && len(v) == 2 && v[0] == 0 {
+				h.refusals.Add(1)
+			}
+		}
+		return err
+	}
+}
+func (h *refusalHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
