@@ -4,13 +4,15 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"secondlook/store"
 )
 
 // Snapshot describes everything under a store's prefix: each key with its type and size (length, members, entries).
 // Two snapshots taken around a request that must be refused show whether it stored anything, even half-way: a
-// review without its index, an audit entry, a queue entry.
+// review without its index, an audit entry, a queue entry. Rate buckets are left out: they count a caller's
+// requests, refused ones too, and hold nothing a request stored.
 func Snapshot(ctx context.Context, st *store.Store) (map[string]string, error) {
 	rdb := st.Client()
 	keys, err := Keys(ctx, rdb, st.Prefix()+"*")
@@ -19,6 +21,9 @@ func Snapshot(ctx context.Context, st *store.Store) (map[string]string, error) {
 	}
 	out := make(map[string]string, len(keys))
 	for _, k := range keys {
+		if strings.HasPrefix(k, st.Prefix()+"{ratelimit:") {
+			continue
+		}
 		typ, err := rdb.Type(ctx, k).Result()
 		if err != nil {
 			return nil, err
