@@ -15,18 +15,26 @@ import (
 // reports whether the event may happen and, if not, how long until the next one may.
 //
 // A replica does not ask Redis for every event: it takes a lease of up to a tenth of the burst at once and spends
-// it locally for at most leaseTTL (what is left then is dropped, unspent); one request at a time per bucket asks
-// for the next lease while the others wait for it; and a refusal holds, without asking again, until the time
-// Redis said the next event may happen. Every event allowed is one the shared bucket granted; a lease only moves
-// when it is spent, by at most leaseTTL, so the replicas together exceed the bucket's burst by at most a tenth of
-// it each, and its rate not at all. Near the limit a replica may be refused while another still holds a few
-// unspent events. With a burst under 20 the lease is one event: exact, one round trip each.
+// it locally for at most leaseTTL after its last refill (what is left then is dropped, unspent). When half a lease
+// is spent, the request that spent it asks Redis for the next lease in the background, so the others keep spending
+// and do not wait for the round trip; only when a lease runs out before its successor arrives do requests wait for
+// it, one of them asking Redis at a time. A refusal holds, without asking again, until the time Redis said the
+// next event may happen. Every event allowed is one the shared bucket granted. A replica holds at most one and a
+// half leases at once, and a lease only moves an event by at most leaseTTL, so the replicas together exceed the
+// bucket's burst by at most three twentieths of it each, and its rate not at all. Near the limit a replica may be
+// refused while another still holds a few unspent events. With a burst under 20 the lease is one event: exact,
+// one round trip each.
 func (s *Store) Allow(ctx context.Context, key string, perSecond float64, burst int) (bool, time.Duration, error) {
 	if perSecond <= 0 || burst <= 0 {
 		return true, 0, nil
 	}
+	interval := max(time.Duration(float64(time.Second)/perSecond), time.Microsecond)
+	want := max(burst/10, 1)
 	for {
-		ok, wait, inFlight := s.leases.take(key)
+		ok, wait, inFlight, refill := s.leases.take(key, want)
+		if refill {
+			go s.refillLease(key, interval, burst, want)
+		}
 		switch {
 		case ok:
 			return true, 0, nil
@@ -40,23 +48,47 @@ func (s *Store) Allow(ctx context.Context, key string, perSecond float64, burst 
 				return false, 0, ctx.Err()
 			}
 		}
-		// This request asks for the next lease; the others wait for it.
-		interval := max(time.Duration(float64(time.Second)/perSecond), time.Microsecond)
-		res, err := allowScript.Run(ctx, s.rdb, []string{s.prefix + "{ratelimit:" + key + "}"}, interval.Microseconds(), burst, max(burst/10, 1)).Int64Slice()
-		if err == nil && len(res) != 2 {
-			err = errors.New("unexpected reply")
-		}
+		// The lease ran out and no one is asking: this request asks for the next one, while the others wait.
+		granted, wait, err := s.askLease(ctx, key, interval, burst, want)
 		if err != nil {
 			s.leases.fill(key, 0, 0)
-			return false, 0, fmt.Errorf("rate limit: %w", err)
+			return false, 0, err
 		}
-		granted, wait := int(res[0]), time.Duration(res[1])*time.Microsecond
 		s.leases.fill(key, max(granted-1, 0), wait) // one granted event is this request's
 		if granted == 0 {
 			return false, wait, nil
 		}
 		return true, 0, nil
 	}
+}
+
+// refillTimeout bounds a lease asked for in the background (no request waits for it, and none's context applies).
+const refillTimeout = 2 * time.Second
+
+// refillLease asks Redis for the next lease of a bucket whose current one is half spent, and adds it to what is
+// left. On an error it adds nothing: the next request to find the lease empty asks again itself, and answers the
+// error if it persists.
+func (s *Store) refillLease(key string, interval time.Duration, burst, want int) {
+	ctx, cancel := context.WithTimeout(context.Background(), refillTimeout)
+	defer cancel()
+	granted, wait, err := s.askLease(ctx, key, interval, burst, want)
+	if err != nil {
+		granted, wait = 0, 0
+	}
+	s.leases.fill(key, granted, wait)
+}
+
+// askLease takes up to want events from the shared bucket in one script call: how many it granted, or, if none,
+// how long until one may happen.
+func (s *Store) askLease(ctx context.Context, key string, interval time.Duration, burst, want int) (int, time.Duration, error) {
+	res, err := allowScript.Run(ctx, s.rdb, []string{s.prefix + "{ratelimit:" + key + "}"}, interval.Microseconds(), burst, want).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = errors.New("unexpected reply")
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("rate limit: %w", err)
+	}
+	return int(res[0]), time.Duration(res[1]) * time.Microsecond, nil
 }
 
 // allowScript keeps, in KEYS[1], the bucket's theoretical arrival time (TAT, in microseconds of Redis's clock): an
@@ -89,15 +121,18 @@ type lease struct {
 	fetching chan struct{} // closed when the request asking Redis for the next lease is answered
 }
 
-// leaseTTL is how long a replica may hold events it took from a shared bucket before spending them.
+// leaseTTL is how long a replica may hold events it took from a shared bucket, after its last refill, before
+// spending them.
 const leaseTTL = 100 * time.Millisecond
 
 // maxLeases bounds the buckets a replica holds leases on; past it, the idle ones are dropped (unspent: stricter).
 const maxLeases = 10000
 
-// take spends one leased event if there is one. Otherwise it answers how long a refusal still holds, or the
-// channel to wait on while another request asks Redis, or neither: the caller is to ask Redis itself.
-func (l *leases) take(key string) (ok bool, wait time.Duration, inFlight <-chan struct{}) {
+// take spends one leased event if there is one, and reports whether the spender is to ask Redis for the next
+// lease in the background (the lease, of want events, is half spent and no one is asking yet). Otherwise it answers
+// how long a refusal still holds, or the channel to wait on while another request asks Redis, or neither: the
+// caller is to ask Redis itself.
+func (l *leases) take(key string, want int) (ok bool, wait time.Duration, inFlight <-chan struct{}, refill bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now() // under the lock: a time read before it could precede what fill recorded meanwhile
@@ -119,17 +154,22 @@ func (l *leases) take(key string) (ok bool, wait time.Duration, inFlight <-chan 
 	switch {
 	case ls.left > 0 && now.Before(ls.until):
 		ls.left--
-		return true, 0, nil
+		if want > 1 && ls.left <= want/2 && ls.fetching == nil && !now.Before(ls.refused) {
+			ls.fetching = make(chan struct{})
+			return true, 0, nil, true
+		}
+		return true, 0, nil, false
 	case now.Before(ls.refused):
-		return false, ls.refused.Sub(now), nil
+		return false, ls.refused.Sub(now), nil, false
 	case ls.fetching != nil:
-		return false, 0, ls.fetching
+		return false, 0, ls.fetching, false
 	}
 	ls.left, ls.fetching = 0, make(chan struct{})
-	return false, 0, nil
+	return false, 0, nil, false
 }
 
-// fill records what Redis answered the request that asked: n more events to spend, or a refusal for wait.
+// fill records what Redis answered the request that asked: n more events to spend (added to those left, unless
+// they are past leaseTTL), or a refusal for wait.
 func (l *leases) fill(key string, n int, wait time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -138,7 +178,13 @@ func (l *leases) fill(key string, n int, wait time.Duration) {
 		return
 	}
 	now := time.Now()
-	ls.left, ls.until, ls.refused = n, now.Add(leaseTTL), time.Time{}
+	if !now.Before(ls.until) {
+		ls.left = 0
+	}
+	if n > 0 {
+		ls.left, ls.until = ls.left+n, now.Add(leaseTTL)
+	}
+	ls.refused = time.Time{}
 	if wait > 0 {
 		ls.refused = now.Add(wait)
 	}

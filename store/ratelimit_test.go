@@ -196,3 +196,66 @@ func (h *refusalHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h *refusalHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
+
+// TestAllowRefillsAhead: a caller spending its lease steadily never waits for Redis after its first event. Script
+// calls take 5 ms here (a hook delays them); half a lease of 20 lasts 20 ms at one event every 2 ms, so the next
+// lease, asked for in the background when half of this one is spent, arrives before this one runs out (and the
+// lease and a half a replica may hold is spent well within leaseTTL). The hook
+// tells a call a request made in line (it carries the request's context) from one made in the background. Before,
+// the request that found the lease empty asked Redis itself, and it and every request behind it waited.
+func TestAllowRefillsAhead(t *testing.T) {
+	for name, newStore := range map[string]storetest.NewStore{"real": storetest.RealRedis, "embedded": storetest.EmbeddedRedis} {
+		t.Run(name, func(t *testing.T) {
+			a, _ := newStore(t)
+			h := &slowEvalSha{delay: 5 * time.Millisecond}
+			a.Client().AddHook(h)
+			ctx := context.WithValue(context.Background(), inLine{}, true)
+			for i := range 100 {
+				ok, _, err := a.Allow(ctx, "caller:steady", 1e4, 200)
+				if err != nil || !ok {
+					t.Fatalf("event %d: %v %v", i, ok, err)
+				}
+				if i == 0 {
+					h.inLine.Store(0) // the first event asks in line: there is no lease yet
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			if n := h.inLine.Load(); n > 0 {
+				t.Errorf("%d script calls made in line after the first event", n)
+			}
+			// 100 events: a lease of 20 asked for in line, then one of 20 ahead each time 20 more are spent, so six
+			// asks (and an EVALSHA answered NOSCRIPT by a Redis that has not seen the script yet). Asking for a half
+			// lease each time would take ten or more.
+			if n := h.calls.Load(); n < 6 || n > 8 {
+				t.Errorf("%d script calls for 100 events in leases of 20", n)
+			}
+		})
+	}
+}
+
+// inLine marks the context of a request in TestAllowRefillsAhead.
+type inLine struct{}
+
+// slowEvalSha counts script calls, and those made with a request's context, and delays each by delay, as a
+// distant Redis would.
+type slowEvalSha struct {
+	calls, inLine atomic.Int64
+	delay         time.Duration
+}
+
+func (h *slowEvalSha) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *slowEvalSha) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "evalsha" || cmd.Name() == "eval" {
+			h.calls.Add(1)
+			if ctx.Value(inLine{}) != nil {
+				h.inLine.Add(1)
+			}
+			time.Sleep(h.delay)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *slowEvalSha) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
