@@ -259,3 +259,35 @@ func (h *slowEvalSha) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h *slowEvalSha) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
+
+// TestAllowGivesBackUnspent: a caller far under its rate keeps its burst. At 20/s with a burst of 100 (leases of
+// 10), it makes one request every 150 ms, so each lease expires with nine events unspent; ten of those, then a
+// burst of 100 at once, of which at least 85 must pass (ten were spent, and the bucket refills meanwhile). Before,
+// the unspent events were dropped and stayed taken: the ten leases emptied the bucket and the burst was refused.
+func TestAllowGivesBackUnspent(t *testing.T) {
+	for name, newStore := range map[string]storetest.NewStore{"real": storetest.RealRedis, "embedded": storetest.EmbeddedRedis} {
+		t.Run(name, func(t *testing.T) {
+			a, _ := newStore(t)
+			ctx := context.Background()
+			for i := range 10 {
+				if ok, _, err := a.Allow(ctx, "caller:quiet", 20, 100); err != nil || !ok {
+					t.Fatalf("request %d: %v %v", i, ok, err)
+				}
+				time.Sleep(150 * time.Millisecond) // past leaseTTL: the lease's nine other events expire unspent
+			}
+			allowed := 0
+			for range 100 {
+				ok, _, err := a.Allow(ctx, "caller:quiet", 20, 100)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					allowed++
+				}
+			}
+			if allowed < 85 {
+				t.Errorf("%d of a burst of 100 allowed after 10 requests at under 7/s, with a limit of 20/s", allowed)
+			}
+		})
+	}
+}
