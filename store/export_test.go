@@ -34,3 +34,10 @@ func SetOwedPage(t interface{ Cleanup(func()) }, n int) {
 	owedPage = n
 	t.Cleanup(func() { owedPage = old })
 }
+
+// QueuedAsks is how many asks for a rate lease were made for requests queued behind an empty lease.
+func (s *Store) QueuedAsks() int64 {
+	s.leases.mu.Lock()
+	defer s.leases.mu.Unlock()
+	return s.leases.queued
+}

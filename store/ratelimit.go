@@ -16,74 +16,77 @@ import (
 //
 // A replica does not ask Redis for every event: it takes a lease of up to a tenth of the burst at once and spends
 // it locally for at most leaseTTL after its last refill (what is left then is given back to the bucket with the
-// replica's next ask, so a caller well under its rate keeps its burst). When half a lease
-// is spent, the request that spent it asks Redis for the next lease in the background, so the others keep spending
-// and do not wait for the round trip; only when a lease runs out before its successor arrives do requests wait for
-// it, one of them asking Redis at a time. A refusal holds, without asking again, until the time Redis said the
-// next event may happen. Every event allowed is one the shared bucket granted. A replica holds at most one and a
-// half leases at once, and a lease only moves an event by at most leaseTTL, so the replicas together exceed the
-// bucket's burst by at most three twentieths of it each, and its rate not at all. Near the limit a replica may be
-// refused while another still holds a few unspent events. With a burst under 20 the lease is one event: exact,
-// one round trip each.
+// replica's next ask, so a caller well under its rate keeps its burst). When half a lease is spent, the next is
+// asked for in the background, so requests do not wait for the round trip. When a lease runs out before its
+// successor arrives, the requests that find it empty queue, one ask is made for them all (a lease more than their
+// number), and each is answered once, in order, when it arrives: no request is woken only to find the events
+// gone. A refusal holds, without asking again, until the time Redis said the next event may happen. Every event
+// allowed is one the shared bucket granted. A replica holds at most one and a half leases unspent at once, and a
+// lease only moves an event by at most leaseTTL, so the replicas together exceed the bucket's burst by at most
+// three twentieths of it each, and its rate not at all. Near the limit a replica may be refused while another still
+// holds a few unspent events. With a burst under 20 the lease is one event: exact, one round trip each.
 func (s *Store) Allow(ctx context.Context, key string, perSecond float64, burst int) (bool, time.Duration, error) {
 	if perSecond <= 0 || burst <= 0 {
 		return true, 0, nil
 	}
-	interval := max(time.Duration(float64(time.Second)/perSecond), time.Microsecond)
-	want := max(burst/10, 1)
+	b := bucket{key: key, interval: max(time.Duration(float64(time.Second)/perSecond), time.Microsecond), burst: burst,
+		want: max(burst/10, 1)}
+	ok, wait, answer, ask := s.leases.take(b)
+	if ask != nil {
+		go s.ask(b, *ask)
+	}
+	if answer == nil {
+		return ok, wait, nil
+	}
+	select {
+	case a := <-answer:
+		return a.ok, a.wait, a.err
+	case <-ctx.Done():
+		return false, 0, ctx.Err() // an event handed to this request later is lost: stricter, never looser
+	}
+}
+
+// bucket is one shared rate bucket as a replica asks Redis for it.
+type bucket struct {
+	key      string
+	interval time.Duration // between events at the bucket's rate
+	burst    int
+	want     int // a lease
+}
+
+// leaseAsk is one ask to Redis: take n events, giving back the unspent events of expired leases.
+type leaseAsk struct{ n, back int }
+
+// leaseAnswer is what a queued request is answered.
+type leaseAnswer struct {
+	ok   bool
+	wait time.Duration
+	err  error
+}
+
+// askTimeout bounds one ask to Redis (it is made in the background: no request's context applies).
+const askTimeout = 2 * time.Second
+
+// ask asks Redis for a bucket's next lease, and again as long as requests queued for it are left unanswered.
+func (s *Store) ask(b bucket, a leaseAsk) {
 	for {
-		ok, wait, inFlight, refill, back := s.leases.take(key, want)
-		if refill {
-			go s.refillLease(key, interval, burst, want, back)
+		ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
+		granted, wait, err := s.askLease(ctx, b, a)
+		cancel()
+		next := s.leases.fill(b, granted, wait, err)
+		if next == nil {
+			return
 		}
-		switch {
-		case ok:
-			return true, 0, nil
-		case wait > 0:
-			return false, wait, nil
-		case inFlight != nil: // another request is asking Redis: wait for its lease
-			select {
-			case <-inFlight:
-				continue
-			case <-ctx.Done():
-				return false, 0, ctx.Err()
-			}
-		}
-		// The lease ran out and no one is asking: this request asks for the next one, while the others wait.
-		granted, wait, err := s.askLease(ctx, key, interval, burst, want, back)
-		if err != nil {
-			s.leases.fill(key, 0, 0)
-			return false, 0, err
-		}
-		s.leases.fill(key, max(granted-1, 0), wait) // one granted event is this request's
-		if granted == 0 {
-			return false, wait, nil
-		}
-		return true, 0, nil
+		a = *next
 	}
 }
 
-// refillTimeout bounds a lease asked for in the background (no request waits for it, and none's context applies).
-const refillTimeout = 2 * time.Second
-
-// refillLease asks Redis for the next lease of a bucket whose current one is half spent, and adds it to what is
-// left. On an error it adds nothing: the next request to find the lease empty asks again itself, and answers the
-// error if it persists.
-func (s *Store) refillLease(key string, interval time.Duration, burst, want, back int) {
-	ctx, cancel := context.WithTimeout(context.Background(), refillTimeout)
-	defer cancel()
-	granted, wait, err := s.askLease(ctx, key, interval, burst, want, back)
-	if err != nil {
-		granted, wait = 0, 0
-	}
-	s.leases.fill(key, granted, wait)
-}
-
-// askLease gives back the events of this replica's expired leases left unspent, and takes up to want events from
-// the shared bucket, in one script call: how many it granted, or, if none, how long until one may happen. Events
-// given back by a call that fails are not given again (the bucket stays the stricter for it).
-func (s *Store) askLease(ctx context.Context, key string, interval time.Duration, burst, want, back int) (int, time.Duration, error) {
-	res, err := allowScript.Run(ctx, s.rdb, []string{s.prefix + "{ratelimit:" + key + "}"}, interval.Microseconds(), burst, want, back).Int64Slice()
+// askLease gives back the events of expired leases left unspent and takes up to a.n events from the shared bucket,
+// in one script call: how many it granted, or, if none, how long until one may happen. Events given back by a call
+// that fails are not given again (the bucket stays the stricter for it).
+func (s *Store) askLease(ctx context.Context, b bucket, a leaseAsk) (int, time.Duration, error) {
+	res, err := allowScript.Run(ctx, s.rdb, []string{s.prefix + "{ratelimit:" + b.key + "}"},
+		b.interval.Microseconds(), b.burst, a.n, a.back).Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = errors.New("unexpected reply")
 	}
@@ -118,18 +121,20 @@ if n == 0 then
 end
 return {n, 0}`)
 
-// leases are this replica's unspent events, and refusals, per bucket.
+// leases are this replica's unspent events, refusals and queued requests, per bucket.
 type leases struct {
-	mu sync.Mutex
-	m  map[string]*lease
+	mu     sync.Mutex
+	m      map[string]*lease
+	queued int64 // asks made for queued requests (a lease ran out before the next arrived)
 }
 
 type lease struct {
-	left     int           // events granted and not yet spent
-	back     int           // events of expired leases left unspent, to give back with the next ask
-	until    time.Time     // they may be spent until then
-	refused  time.Time     // no event may happen before then
-	fetching chan struct{} // closed when the request asking Redis for the next lease is answered
+	left    int                // events granted and not yet spent
+	back    int                // events of expired leases left unspent, to give back with the next ask
+	until   time.Time          // they may be spent until then
+	refused time.Time          // no event may happen before then
+	asking  bool               // an ask to Redis is in flight
+	queue   []chan leaseAnswer // requests waiting for it, oldest first (each channel holds one answer)
 }
 
 // leaseTTL is how long a replica may hold events it took from a shared bucket, after its last refill, before
@@ -139,28 +144,27 @@ const leaseTTL = 100 * time.Millisecond
 // maxLeases bounds the buckets a replica holds leases on; past it, the idle ones are dropped (unspent: stricter).
 const maxLeases = 10000
 
-// take spends one leased event if there is one, and reports whether the spender is to ask Redis for the next
-// lease in the background (the lease, of want events, is half spent and no one is asking yet). Otherwise it answers
-// how long a refusal still holds, or the channel to wait on while another request asks Redis, or neither: the
-// caller is to ask Redis itself. Whoever is to ask gets the unspent events to give back (back).
-func (l *leases) take(key string, want int) (ok bool, wait time.Duration, inFlight <-chan struct{}, refill bool, back int) {
+// take spends one leased event if there is one (ok), or answers how long a refusal still holds (wait), or queues
+// the request (answer: the channel its answer will come on). It also says when an ask to Redis is to be made, in
+// the background: when a lease is half spent, or when the first request queues.
+func (l *leases) take(b bucket) (ok bool, wait time.Duration, answer <-chan leaseAnswer, ask *leaseAsk) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now() // under the lock: a time read before it could precede what fill recorded meanwhile
 	if l.m == nil {
 		l.m = map[string]*lease{}
 	}
-	ls := l.m[key]
+	ls := l.m[b.key]
 	if ls == nil {
 		if len(l.m) >= maxLeases {
 			for k, v := range l.m {
-				if v.fetching == nil {
+				if !v.asking {
 					delete(l.m, k)
 				}
 			}
 		}
 		ls = &lease{}
-		l.m[key] = ls
+		l.m[b.key] = ls
 	}
 	if ls.left > 0 && !now.Before(ls.until) {
 		ls.left, ls.back = 0, ls.back+ls.left // expired: to be given back
@@ -168,44 +172,71 @@ func (l *leases) take(key string, want int) (ok bool, wait time.Duration, inFlig
 	switch {
 	case ls.left > 0:
 		ls.left--
-		if want > 1 && ls.left <= want/2 && ls.fetching == nil && !now.Before(ls.refused) {
-			ls.fetching = make(chan struct{})
-			back, ls.back = ls.back, 0
-			return true, 0, nil, true, back
+		if b.want > 1 && ls.left <= b.want/2 && !ls.asking && !now.Before(ls.refused) {
+			return true, 0, nil, ls.startAsk(b.want)
 		}
-		return true, 0, nil, false, 0
+		return true, 0, nil, nil
 	case now.Before(ls.refused):
-		return false, ls.refused.Sub(now), nil, false, 0
-	case ls.fetching != nil:
-		return false, 0, ls.fetching, false, 0
+		return false, ls.refused.Sub(now), nil, nil
 	}
-	ls.fetching = make(chan struct{})
-	back, ls.back = ls.back, 0
-	return false, 0, nil, false, back
+	ch := make(chan leaseAnswer, 1)
+	ls.queue = append(ls.queue, ch)
+	if ls.asking {
+		return false, 0, ch, nil
+	}
+	l.queued++
+	return false, 0, ch, ls.startAsk(b.want + len(ls.queue))
 }
 
-// fill records what Redis answered the request that asked: n more events to spend (added to those left, unless
-// they are past leaseTTL), or a refusal for wait.
-func (l *leases) fill(key string, n int, wait time.Duration) {
+// startAsk marks an ask for n events in flight, carrying the events to give back.
+func (ls *lease) startAsk(n int) *leaseAsk {
+	ls.asking = true
+	a := &leaseAsk{n: n, back: ls.back}
+	ls.back = 0
+	return a
+}
+
+// fill records what Redis answered an ask: n events granted, or a refusal for wait, or an error. The queued
+// requests are answered first, in order: one granted event each while they last, then the refusal or the error;
+// what is left of the events is added to the lease. If requests are still queued (Redis granted fewer than they
+// were), it returns the next ask to make for them.
+func (l *leases) fill(b bucket, n int, wait time.Duration, err error) *leaseAsk {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ls := l.m[key]
+	ls := l.m[b.key]
 	if ls == nil {
-		return
+		return nil
 	}
 	now := time.Now()
+	ls.asking = false
 	if ls.left > 0 && !now.Before(ls.until) {
 		ls.left, ls.back = 0, ls.back+ls.left // expired while the next lease was asked for: to be given back
-	}
-	if n > 0 {
-		ls.left, ls.until = ls.left+n, now.Add(leaseTTL)
 	}
 	ls.refused = time.Time{}
 	if wait > 0 {
 		ls.refused = now.Add(wait)
 	}
-	close(ls.fetching)
-	ls.fetching = nil
+	served := 0
+	for ; served < len(ls.queue) && n > 0; served++ {
+		ls.queue[served] <- leaseAnswer{ok: true}
+		n--
+	}
+	rest := ls.queue[served:]
+	if len(rest) > 0 && (err != nil || wait > 0) {
+		for _, ch := range rest {
+			ch <- leaseAnswer{wait: wait, err: err}
+		}
+		rest = nil
+	}
+	ls.queue = append([]chan leaseAnswer(nil), rest...)
+	if n > 0 {
+		ls.left, ls.until = ls.left+n, now.Add(leaseTTL)
+	}
+	if len(ls.queue) > 0 {
+		l.queued++
+		return ls.startAsk(b.want + len(ls.queue))
+	}
+	return nil
 }
 
 // Waiter returns a function that waits until the shared bucket key lets one more event through, or ctx ends: the
