@@ -33,7 +33,9 @@ func (s *Store) Allow(ctx context.Context, key string, perSecond float64, burst 
 		want: max(burst/10, 1)}
 	ok, wait, answer, ask := s.leases.take(b)
 	if ask != nil {
-		go s.ask(b, *ask)
+		// The ask outlives this request when others queue behind it: it keeps the request's values (its trace),
+		// not its cancellation.
+		go s.ask(context.WithoutCancel(ctx), b, *ask)
 	}
 	if answer == nil {
 		return ok, wait, nil
@@ -64,13 +66,13 @@ type leaseAnswer struct {
 	err  error
 }
 
-// askTimeout bounds one ask to Redis (it is made in the background: no request's context applies).
+// askTimeout bounds one ask to Redis (it is made in the background: no request's cancellation applies).
 const askTimeout = 2 * time.Second
 
 // ask asks Redis for a bucket's next lease, and again as long as requests queued for it are left unanswered.
-func (s *Store) ask(b bucket, a leaseAsk) {
+func (s *Store) ask(parent context.Context, b bucket, a leaseAsk) {
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
+		ctx, cancel := context.WithTimeout(parent, askTimeout)
 		granted, wait, err := s.askLease(ctx, b, a)
 		cancel()
 		next := s.leases.fill(b, granted, wait, err)

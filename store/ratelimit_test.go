@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -259,6 +260,28 @@ func TestAllowQueuesForOneAsk(t *testing.T) {
 	// The first ask (for 11, as only its own request had queued then) and one for everyone who queued behind it.
 	if n := a.QueuedAsks(); n > 2 {
 		t.Errorf("%d asks for 64 queued requests", n)
+	}
+}
+
+// TestAllowAskOutlivesItsRequest: the request whose arrival started an ask gives up (its context ends) while the
+// ask is in flight; the request queued behind it is still answered, and allowed.
+func TestAllowAskOutlivesItsRequest(t *testing.T) {
+	a, _ := storetest.RealRedis(t)
+	a.Client().AddHook(&slowEvalSha{delay: 30 * time.Millisecond})
+	first, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := a.Allow(first, "caller:impatient", 1e6, 100)
+		done <- err
+	}()
+	time.Sleep(2 * time.Millisecond) // the first request has queued and started the ask
+	ok, _, err := a.Allow(context.Background(), "caller:impatient", 1e6, 100)
+	if err != nil || !ok {
+		t.Errorf("the request queued behind a cancelled one: %v %v", ok, err)
+	}
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the cancelled request: %v", err)
 	}
 }
 
