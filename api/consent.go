@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -34,7 +35,16 @@ type reviewStore interface {
 type consentStore interface {
 	SaveConsent(ctx context.Context, rec consent.Record) error
 	Consents(ctx context.Context, reviewID string) ([]consent.Record, error)
+	// AddPatientSession and IsPatientSession record and check the browser sessions (by binding) that signed in at
+	// a source as the review's patient: only they may withdraw.
+	AddPatientSession(ctx context.Context, reviewID, binding string) error
+	IsPatientSession(ctx context.Context, reviewID, binding string) (bool, error)
 }
+
+// verifySuffix marks, in the review id an authorization is begun for, a sign-in that only proves the browser is the
+// patient's (to withdraw from another browser than the one that consented): its grant is revoked as soon as it
+// completes, and is stored meanwhile under its own key, never replacing the consent's.
+const verifySuffix = ".verify"
 
 // authorizer is the SMART client as the consent flow uses it.
 type authorizer interface {
@@ -92,6 +102,7 @@ type consentFlow struct {
 func (f *consentFlow) mount(e *echo.Echo) {
 	e.GET("/consent/:review", f.show)
 	e.GET("/consent/:review/authorize/:source", f.authorize)
+	e.GET("/consent/:review/verify/:source", f.verify)
 	e.GET("/auth/callback/:source", f.callback)
 	e.POST("/consent/:review/withdraw", f.withdraw)
 	f.mountLaunch(e)
@@ -173,6 +184,10 @@ func (f *consentFlow) show(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("load consents: %w", err)
 	}
+	patient, err := f.Consents.IsPatientSession(ctx, r.ID, binding)
+	if err != nil {
+		return fmt.Errorf("check patient session: %w", err)
+	}
 	if r.State == review.AwaitingConsent {
 		// Every source may be consented already while the review still waits: the request that saved the last
 		// consent died before moving it. Finishing the move here (idempotent) lets the patient's next visit heal it.
@@ -183,10 +198,12 @@ func (f *consentFlow) show(c echo.Context) error {
 			r = moved
 		}
 	}
-	return f.pages.render(c, http.StatusOK, "consent", f.view(c, r, recs, binding))
+	return f.pages.render(c, http.StatusOK, "consent", f.view(c, r, recs, binding, patient))
 }
 
-func (f *consentFlow) view(c echo.Context, r *review.Review, recs []consent.Record, binding string) consentView {
+// view is the consent page for a browser session (binding); patient says whether the session signed in at a source
+// as the review's patient, which withdrawing needs.
+func (f *consentFlow) view(c echo.Context, r *review.Review, recs []consent.Record, binding string, patient bool) consentView {
 	now := f.Now()
 	bySource := map[string]consent.Record{}
 	for _, rec := range recs {
@@ -212,6 +229,7 @@ func (f *consentFlow) view(c echo.Context, r *review.Review, recs []consent.Reco
 			case rec.Active(now):
 				sv.State = "granted"
 				sv.NotGranted = rec.Denied
+				sv.VerifyURL = "/consent/" + r.ID + "/verify/" + s.Source
 				v.CanWithdraw = true
 			case !rec.Withdrawn.IsZero():
 				sv.State = "withdrawn"
@@ -221,6 +239,9 @@ func (f *consentFlow) view(c echo.Context, r *review.Review, recs []consent.Reco
 	}
 	if v.Withdrawn {
 		v.CanWithdraw = false
+	}
+	if v.CanWithdraw && !patient {
+		v.CanWithdraw, v.SignInToWithdraw = false, true
 	}
 	if v.CanWithdraw {
 		v.WithdrawURL = "/consent/" + r.ID + "/withdraw"
@@ -289,6 +310,9 @@ func (f *consentFlow) callback(c echo.Context) error {
 	if g.EHRLaunch {
 		return f.launched(c, g, binding)
 	}
+	if id, verifying := strings.CutSuffix(g.ReviewID, verifySuffix); verifying {
+		return f.verified(c, g, id, binding)
+	}
 	r, err := f.Reviews.GetReview(ctx, g.ReviewID)
 	if err != nil {
 		_ = f.Auth.Revoke(ctx, g.Key)
@@ -326,6 +350,10 @@ func (f *consentFlow) callback(c echo.Context) error {
 		_ = f.Auth.Revoke(ctx, g.Key)
 		return fmt.Errorf("save consent: %w", err)
 	}
+	if err := f.Consents.AddPatientSession(ctx, r.ID, binding); err != nil {
+		// The consent stands; this browser will have to sign in again to withdraw it.
+		f.Logger.LogAttrs(ctx, slog.LevelWarn, "record patient session failed", slog.String("error", err.Error()))
+	}
 	if f.Event != nil {
 		f.Event("granted")
 	}
@@ -335,6 +363,72 @@ func (f *consentFlow) callback(c echo.Context) error {
 	}
 	if _, err := f.maybeConsented(ctx, r, recs); err != nil {
 		return err
+	}
+	return c.Redirect(http.StatusSeeOther, back)
+}
+
+// verify starts a sign-in at a source the patient has consented at, only to prove that this browser is the
+// patient's, so that it may withdraw (the browser that consented may withdraw at once). It is refused once the
+// review is withdrawn, or where there is no active consent to withdraw.
+func (f *consentFlow) verify(c echo.Context) error {
+	r, err := f.load(c)
+	if err != nil {
+		return err
+	}
+	src := c.Param("source")
+	if !slices.ContainsFunc(r.Sources, func(s review.SourceRequest) bool { return s.Source == src }) {
+		return &pageError{status: http.StatusNotFound, key: "error.notfound"}
+	}
+	ctx := c.Request().Context()
+	back := "/consent/" + r.ID
+	recs, err := f.Consents.Consents(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("load consents: %w", err)
+	}
+	now := f.Now()
+	if r.State == review.Withdrawn || !slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == src && rec.Active(now) }) {
+		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
+	}
+	binding, _ := f.session(c, true)
+	to, err := f.Auth.Begin(ctx, auth.BeginRequest{SourceID: src, ReviewID: r.ID + verifySuffix, Binding: binding})
+	if err != nil {
+		f.Logger.LogAttrs(ctx, slog.LevelWarn, "begin authorization failed", slog.String("source", src), slog.String("error", err.Error()))
+		return &pageError{status: http.StatusBadGateway, key: "error.auth", args: []any{f.Sources[src].Name}, back: back}
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Redirect(http.StatusFound, to)
+}
+
+// verified completes a verify sign-in: its grant is revoked at once (it was never for reading records), and if the
+// patient who signed in is the one who consented at that source, this browser session may now withdraw.
+func (f *consentFlow) verified(c echo.Context, g *auth.Grant, reviewID, binding string) error {
+	ctx := c.Request().Context()
+	if err := f.Auth.Revoke(ctx, g.Key); err != nil && !errors.Is(err, auth.ErrNoGrant) {
+		f.Logger.LogAttrs(ctx, slog.LevelWarn, "revocation at source failed", slog.String("source", g.SourceID), slog.String("error", err.Error()))
+	}
+	back := "/consent/" + reviewID
+	r, err := f.Reviews.GetReview(ctx, reviewID)
+	if err != nil {
+		return fmt.Errorf("load review after sign-in: %w", err)
+	}
+	now := f.Now()
+	if r.State == review.Withdrawn || r.State == review.Expired || !now.Before(r.ExpiresAt) {
+		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
+	}
+	recs, err := f.Consents.Consents(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("load consents: %w", err)
+	}
+	i := slices.IndexFunc(recs, func(rec consent.Record) bool { return rec.SourceID == g.SourceID && rec.Active(now) })
+	if i < 0 {
+		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
+	}
+	if recs[i].PatientRef != "Patient/"+g.Patient {
+		f.Logger.LogAttrs(ctx, slog.LevelWarn, "signed-in patient is not the consenting patient", slog.String("source", g.SourceID))
+		return &pageError{status: http.StatusForbidden, key: "error.auth", args: []any{recs[i].SourceName}, back: back}
+	}
+	if err := f.Consents.AddPatientSession(ctx, r.ID, binding); err != nil {
+		return fmt.Errorf("record patient session: %w", err)
 	}
 	return c.Redirect(http.StatusSeeOther, back)
 }
@@ -391,6 +485,14 @@ func (f *consentFlow) withdraw(c echo.Context) error {
 	binding, ok := f.session(c, false)
 	if !ok || !hmac.Equal([]byte(c.FormValue("csrf")), []byte(f.csrfToken(r.ID, binding))) {
 		return &pageError{status: http.StatusForbidden, key: "error.session", back: "/consent/" + r.ID}
+	}
+	// Holding the review's link is not enough: the browser must have signed in at a source as the patient.
+	patient, err := f.Consents.IsPatientSession(ctx, r.ID, binding)
+	if err != nil {
+		return fmt.Errorf("check patient session: %w", err)
+	}
+	if !patient {
+		return &pageError{status: http.StatusForbidden, key: "error.signin", back: "/consent/" + r.ID}
 	}
 	if r.State != review.Withdrawn {
 		from := []review.State{review.AwaitingConsent, review.Consented, review.Assembling, review.Ready}

@@ -111,6 +111,9 @@ type consentView struct {
 	CanWithdraw bool
 	WithdrawURL string
 	CSRF        string
+	// SignInToWithdraw: consent was given, but not in this browser session; to withdraw it here the patient first
+	// signs in again at a source (each granted source's VerifyURL).
+	SignInToWithdraw bool
 }
 
 // sourceView is one source on the consent page.
@@ -120,4 +123,5 @@ type sourceView struct {
 	State        string
 	NotGranted   []string
 	AuthorizeURL string
+	VerifyURL    string
 }

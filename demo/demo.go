@@ -62,6 +62,7 @@ type Demo struct {
 
 	store   *store.Store
 	sandbox *sandbox.Server
+	csrfKey []byte // the gateway's form-token key (tests forge tokens with it)
 	ehrKey  *ecdsa.PrivateKey
 	provKey *ecdsa.PrivateKey
 	issuer  string
@@ -131,6 +132,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	d.ehrKey, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	d.provKey, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	tokenKey, deidKey, csrfKey := randomBytes(32), randomBytes(32), randomBytes(32)
+	d.csrfKey = csrfKey
 	keyring, err := seal.NewKeyring(map[string][]byte{"demo-1": tokenKey}, "demo-1")
 	if err != nil {
 		return nil, err

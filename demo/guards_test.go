@@ -3,6 +3,11 @@ package demo
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -34,12 +39,19 @@ func isCallback(u *url.URL) bool { return strings.HasPrefix(u.Path, "/auth/callb
 // approveAt signs in at src as patient and stops before the callback reaches the gateway.
 func approveAt(t *testing.T, d *Demo, b *Browser, src, patient string) *url.URL {
 	t.Helper()
+	return approveVia(t, d, b, "authorize-"+src, patient)
+}
+
+// approveVia follows the consent page's link (by id) to a source, signs in there as patient, and stops before the
+// callback reaches the gateway.
+func approveVia(t *testing.T, d *Demo, b *Browser, link, patient string) *url.URL {
+	t.Helper()
 	ctx := context.Background()
 	b.StopAt(isCallback)
 	if err := b.Get(ctx, d.ConsentURL); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Follow(ctx, "authorize-"+src); err != nil {
+	if err := b.Follow(ctx, link); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Submit(ctx, "approve", map[string][]string{"patient": {patient}}); err != nil {
@@ -152,6 +164,64 @@ func TestConsentGuards(t *testing.T) {
 		}
 	})
 
+	t.Run("withdrawal needs a browser that signed in as the patient", func(t *testing.T) {
+		d, _ := startDemo(t)
+		b := NewBrowser()
+		cb := approveAt(t, d, b, "hospital", Patient)
+		b.StopAt(func(*url.URL) bool { return false })
+		if err := b.Get(ctx, cb.String()); err != nil {
+			t.Fatal(err)
+		}
+		// A browser that only holds the review's link (an EHR user, someone who read it in a log) is offered no
+		// withdrawal form, and is refused even with a form token valid for its own session.
+		other := NewBrowser()
+		if err := other.Get(ctx, d.ConsentURL); err != nil {
+			t.Fatal(err)
+		}
+		if tokens := other.Options("csrf"); len(tokens) != 0 {
+			t.Errorf("a browser that never signed in was offered the withdrawal form")
+		}
+		resp, err := other.client.PostForm(d.ConsentURL+"/withdraw", url.Values{"csrf": {forgeWithdrawToken(t, d, other)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("withdrawal by a browser that never signed in: %d", resp.StatusCode)
+		}
+		if r, _ := d.store.GetReview(ctx, d.ReviewID); r.State == "withdrawn" {
+			t.Fatal("withdrawn by a browser that never signed in")
+		}
+		// Signing in again as another patient does not make it the patient's.
+		const antonia = "fe07e69a-4d6d-4e11-a675-de69f62de5f3"
+		cb = approveVia(t, d, other, "verify-hospital", antonia)
+		other.StopAt(func(*url.URL) bool { return false })
+		if err := other.Get(ctx, cb.String()); err == nil || other.Status != http.StatusForbidden {
+			t.Errorf("sign-in as another patient: status %d", other.Status)
+		}
+		if ok, err := d.store.IsPatientSession(ctx, d.ReviewID, sessionBinding(t, d, other)); err != nil || ok {
+			t.Errorf("another patient's sign-in made the browser the patient's (%v)", err)
+		}
+		// Signing in again as the patient does, and the sign-in's own grant is gone at once.
+		cb = approveVia(t, d, other, "verify-hospital", Patient)
+		other.StopAt(func(*url.URL) bool { return false })
+		if err := other.Get(ctx, cb.String()); err != nil {
+			t.Fatalf("sign-in as the patient: %v (status %d)", err, other.Status)
+		}
+		if _, err := d.store.LoadGrant(ctx, d.ReviewID+".verify/hospital"); err == nil {
+			t.Error("the sign-in's grant was kept")
+		}
+		if _, err := d.store.LoadGrant(ctx, d.ReviewID+"/hospital"); err != nil {
+			t.Errorf("the consent's grant was lost to the sign-in: %v", err)
+		}
+		if err := other.Submit(ctx, "withdraw", nil); err != nil {
+			t.Fatalf("withdrawal after signing in: %v", err)
+		}
+		if r, _ := d.store.GetReview(ctx, d.ReviewID); r.State != "withdrawn" {
+			t.Errorf("state %s after withdrawal", r.State)
+		}
+	})
+
 	t.Run("no open redirect", func(t *testing.T) {
 		d, _ := startDemo(t)
 		b := NewBrowser()
@@ -192,4 +262,27 @@ func TestNoSecretsInGatewayLogs(t *testing.T) {
 			t.Errorf("log contains %q: …%s…", s, text[max(0, i-80):min(len(text), i+80)])
 		}
 	}
+}
+
+// sessionBinding is the gateway's binding of b's session cookie: the hex SHA-256 of its value.
+func sessionBinding(t *testing.T, d *Demo, b *Browser) string {
+	t.Helper()
+	gw, _ := url.Parse(d.GatewayURL)
+	for _, c := range b.client.Jar.Cookies(gw) {
+		if c.Name == "secondlook" {
+			sum := sha256.Sum256([]byte(c.Value))
+			return hex.EncodeToString(sum[:])
+		}
+	}
+	t.Fatal("no session cookie")
+	return ""
+}
+
+// forgeWithdrawToken computes the withdrawal form's token for b's session as the gateway would, with its key: the
+// token a page would have given b, had it offered b the form.
+func forgeWithdrawToken(t *testing.T, d *Demo, b *Browser) string {
+	t.Helper()
+	m := hmac.New(sha256.New, d.csrfKey)
+	fmt.Fprintf(m, "withdraw\x00%s\x00%s", d.ReviewID, sessionBinding(t, d, b))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

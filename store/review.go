@@ -368,5 +368,42 @@ func (s *Store) Consents(ctx context.Context, reviewID string) ([]consent.Record
 	return out, nil
 }
 
+// AddPatientSession records that the browser session binding (the SHA-256 of its session cookie, never the cookie
+// itself) signed in at one of the review's sources as the review's patient. Only such a session may withdraw the
+// patient's consent. The record lasts as long as the review's consents.
+func (s *Store) AddPatientSession(ctx context.Context, reviewID, binding string) error {
+	k, err := s.key("patient-sessions", reviewID)
+	if err != nil {
+		return fmt.Errorf("add patient session: %w", err)
+	}
+	r, err := s.GetReview(ctx, reviewID)
+	if err != nil {
+		return fmt.Errorf("add patient session: %w", err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, k, binding)
+		p.PExpireAt(ctx, k, r.ExpiresAt.Add(ReviewRetention))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("add patient session: %w", err)
+	}
+	return nil
+}
+
+// IsPatientSession reports whether the browser session binding signed in as the review's patient
+// (AddPatientSession).
+func (s *Store) IsPatientSession(ctx context.Context, reviewID, binding string) (bool, error) {
+	k, err := s.key("patient-sessions", reviewID)
+	if err != nil {
+		return false, fmt.Errorf("patient session: %w", err)
+	}
+	ok, err := s.rdb.SIsMember(ctx, k, binding).Result()
+	if err != nil {
+		return false, fmt.Errorf("patient session: %w", err)
+	}
+	return ok, nil
+}
+
 // storedConsent is consent.Record as stored; a named type so the field set is the record's, exactly.
 type storedConsent consent.Record
