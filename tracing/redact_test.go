@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"secondlook"
 	"secondlook/tracing/tracingtest"
 )
 
@@ -173,13 +175,33 @@ func TestSafeName(t *testing.T) {
 		"redis.pipeline hset expire":                    "redis.pipeline hset expire",
 		"evalsha":                                       "evalsha",
 		"GET /consent/R7QK2M4XN3PZ6WJ5":                 "GET /consent/_",
-		"GET /auth/callback/hospital?code=x&state=y":    "GET /auth/callback/hospital",
+		"GET /auth/callback/hospital?code=x&state=y":    "GET /auth/callback/_",
 		"GET /fhir/Patient/fe07e69a-4d6d-4e11":          "GET /fhir/Patient/_",
 		"HTTP GET https://h.example.org/r4/Patient/123": "HTTP GET /r4/Patient/_",
-		"": "span",
+		"GET /fhir/Patient/smith":                       "GET /fhir/Patient/_",
+		"GET /consent/Smith/withdraw":                   "GET /consent/_/withdraw",
+		"HTTP GET /r4/Patient?name=smith":               "HTTP GET /r4/Patient",
+		"":                                              "span",
 	} {
 		if got := SafeName(in); got != want {
 			t.Errorf("SafeName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestSafeNameKeepsEveryRoute: every path openapi.yaml describes (the gateway's routes, its parameters as Echo
+// writes them) passes SafeName unchanged, so a route added without adding its words to pathWords fails here instead
+// of losing its name in every trace.
+func TestSafeNameKeepsEveryRoute(t *testing.T) {
+	paths := regexp.MustCompile(`(?m)^  (/\S*):$`).FindAllSubmatch(secondlook.OpenAPI, -1)
+	if len(paths) < 15 {
+		t.Fatalf("found %d paths in openapi.yaml", len(paths))
+	}
+	param := regexp.MustCompile(`\{([A-Za-z_]+)\}`)
+	for _, m := range paths {
+		name := "GET " + param.ReplaceAllString(string(m[1]), ":$1")
+		if got := SafeName(name); got != name {
+			t.Errorf("SafeName(%q) = %q: add the route's words to pathWords", name, got)
 		}
 	}
 }
