@@ -186,7 +186,9 @@ func (f *consentFlow) show(c echo.Context) error {
 	}
 	patient, err := f.Consents.IsPatientSession(ctx, r.ID, binding)
 	if err != nil {
-		return fmt.Errorf("check patient session: %w", err)
+		// The page still shows; the withdrawal is not offered until the check can be made.
+		f.Logger.LogAttrs(ctx, slog.LevelWarn, "check patient session failed", slog.String("error", err.Error()))
+		patient = false
 	}
 	if r.State == review.AwaitingConsent {
 		// Every source may be consented already while the review still waits: the request that saved the last
@@ -229,7 +231,6 @@ func (f *consentFlow) view(c echo.Context, r *review.Review, recs []consent.Reco
 			case rec.Active(now):
 				sv.State = "granted"
 				sv.NotGranted = rec.Denied
-				sv.VerifyURL = "/consent/" + r.ID + "/verify/" + s.Source
 				v.CanWithdraw = true
 			case !rec.Withdrawn.IsZero():
 				sv.State = "withdrawn"
@@ -242,6 +243,11 @@ func (f *consentFlow) view(c echo.Context, r *review.Review, recs []consent.Reco
 	}
 	if v.CanWithdraw && !patient {
 		v.CanWithdraw, v.SignInToWithdraw = false, true
+		for i, sv := range v.Sources {
+			if canVerify(r, recs, sv.ID, now) {
+				v.Sources[i].VerifyURL = "/consent/" + r.ID + "/verify/" + sv.ID
+			}
+		}
 	}
 	if v.CanWithdraw {
 		v.WithdrawURL = "/consent/" + r.ID + "/withdraw"
@@ -272,6 +278,16 @@ func (f *consentFlow) authorize(c echo.Context) error {
 	src := c.Param("source")
 	if !slices.ContainsFunc(r.Sources, func(s review.SourceRequest) bool { return s.Source == src }) {
 		return &pageError{status: http.StatusNotFound, key: "error.notfound"}
+	}
+	// A source already consented at is not authorized again: the new grant would replace the patient's (and, at a
+	// source the review names no patient for, whoever signed in would take the patient's place).
+	recs, err := f.Consents.Consents(c.Request().Context(), r.ID)
+	if err != nil {
+		return fmt.Errorf("load consents: %w", err)
+	}
+	now := f.Now()
+	if slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == src && rec.Active(now) }) {
+		return &pageError{status: http.StatusConflict, key: "error.closed", back: "/consent/" + r.ID}
 	}
 	binding, _ := f.session(c, true)
 	to, err := f.Auth.Begin(c.Request().Context(), auth.BeginRequest{SourceID: src, ReviewID: r.ID, Binding: binding})
@@ -328,13 +344,22 @@ func (f *consentFlow) callback(c echo.Context) error {
 			// The patient signed in as someone else than the review names: nothing is kept.
 			_ = f.Auth.Revoke(ctx, g.Key)
 			f.Logger.LogAttrs(ctx, slog.LevelWarn, "authorized patient is not the review's patient", slog.String("source", src))
-			return &pageError{status: http.StatusForbidden, key: "error.auth", args: []any{info.Name}, back: back}
+			return &pageError{status: http.StatusForbidden, key: "error.notpatient", args: []any{info.Name}, back: back}
 		}
 	}
 	granted := clinicalTypes(g.GrantedTypes)
 	if len(granted) == 0 {
 		_ = f.Auth.Revoke(ctx, g.Key)
 		return &pageError{status: http.StatusOK, key: "error.denied", args: []any{info.Name}, back: back}
+	}
+	before, err := f.Consents.Consents(ctx, r.ID)
+	if err != nil {
+		return fmt.Errorf("load consents: %w", err)
+	}
+	if slices.ContainsFunc(before, func(rec consent.Record) bool { return rec.SourceID == src && rec.Active(f.Now()) }) {
+		// Two sign-ins raced at one source: the first one's consent stands.
+		_ = f.Auth.Revoke(ctx, g.Key)
+		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
 	}
 	id, err := review.NewID()
 	if err != nil {
@@ -350,9 +375,11 @@ func (f *consentFlow) callback(c echo.Context) error {
 		_ = f.Auth.Revoke(ctx, g.Key)
 		return fmt.Errorf("save consent: %w", err)
 	}
-	if err := f.Consents.AddPatientSession(ctx, r.ID, binding); err != nil {
-		// The consent stands; this browser will have to sign in again to withdraw it.
-		f.Logger.LogAttrs(ctx, slog.LevelWarn, "record patient session failed", slog.String("error", err.Error()))
+	if provesPatient(r, src) {
+		if err := f.Consents.AddPatientSession(ctx, r.ID, binding); err != nil {
+			// The consent stands; this browser will have to sign in again to withdraw it.
+			f.Logger.LogAttrs(ctx, slog.LevelWarn, "record patient session failed", slog.String("error", err.Error()))
+		}
 	}
 	if f.Event != nil {
 		f.Event("granted")
@@ -386,11 +413,12 @@ func (f *consentFlow) verify(c echo.Context) error {
 		return fmt.Errorf("load consents: %w", err)
 	}
 	now := f.Now()
-	if r.State == review.Withdrawn || !slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == src && rec.Active(now) }) {
+	active := slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.Active(now) })
+	if r.State == review.Withdrawn || !active || !canVerify(r, recs, src, now) {
 		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
 	}
 	binding, _ := f.session(c, true)
-	to, err := f.Auth.Begin(ctx, auth.BeginRequest{SourceID: src, ReviewID: r.ID + verifySuffix, Binding: binding})
+	to, err := f.Auth.Begin(ctx, auth.BeginRequest{SourceID: src, ReviewID: r.ID + verifySuffix, Binding: binding, IdentityOnly: true})
 	if err != nil {
 		f.Logger.LogAttrs(ctx, slog.LevelWarn, "begin authorization failed", slog.String("source", src), slog.String("error", err.Error()))
 		return &pageError{status: http.StatusBadGateway, key: "error.auth", args: []any{f.Sources[src].Name}, back: back}
@@ -399,15 +427,19 @@ func (f *consentFlow) verify(c echo.Context) error {
 	return c.Redirect(http.StatusFound, to)
 }
 
-// verified completes a verify sign-in: its grant is revoked at once (it was never for reading records), and if the
-// patient who signed in is the one who consented at that source, this browser session may now withdraw.
+// verified completes a verify sign-in: its grant is revoked at once (it asked for no records), and if the patient
+// who signed in is the review's (see canVerify), this browser session may now withdraw.
 func (f *consentFlow) verified(c echo.Context, g *auth.Grant, reviewID, binding string) error {
 	ctx := c.Request().Context()
-	if err := f.Auth.Revoke(ctx, g.Key); err != nil && !errors.Is(err, auth.ErrNoGrant) {
-		f.Logger.LogAttrs(ctx, slog.LevelWarn, "revocation at source failed", slog.String("source", g.SourceID), slog.String("error", err.Error()))
+	// Not tied to the request: a browser that gives up must not leave the grant stored.
+	if err := f.Auth.Revoke(context.WithoutCancel(ctx), g.Key); err != nil && !errors.Is(err, auth.ErrNoGrant) {
+		f.Logger.LogAttrs(ctx, slog.LevelWarn, "revoking the identity sign-in failed", slog.String("source", g.SourceID), slog.String("error", err.Error()))
 	}
 	back := "/consent/" + reviewID
 	r, err := f.Reviews.GetReview(ctx, reviewID)
+	if errors.Is(err, store.ErrNotFound) {
+		return &pageError{status: http.StatusNotFound, key: "error.notfound"}
+	}
 	if err != nil {
 		return fmt.Errorf("load review after sign-in: %w", err)
 	}
@@ -419,18 +451,61 @@ func (f *consentFlow) verified(c echo.Context, g *auth.Grant, reviewID, binding 
 	if err != nil {
 		return fmt.Errorf("load consents: %w", err)
 	}
-	i := slices.IndexFunc(recs, func(rec consent.Record) bool { return rec.SourceID == g.SourceID && rec.Active(now) })
-	if i < 0 {
+	if !canVerify(r, recs, g.SourceID, now) {
 		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
 	}
-	if recs[i].PatientRef != "Patient/"+g.Patient {
-		f.Logger.LogAttrs(ctx, slog.LevelWarn, "signed-in patient is not the consenting patient", slog.String("source", g.SourceID))
-		return &pageError{status: http.StatusForbidden, key: "error.auth", args: []any{recs[i].SourceName}, back: back}
+	if !isPatient(r, recs, g.SourceID, g.Patient, now) {
+		f.Logger.LogAttrs(ctx, slog.LevelWarn, "signed-in patient is not the review's patient", slog.String("source", g.SourceID))
+		return &pageError{status: http.StatusForbidden, key: "error.notpatient", args: []any{nameOr(f.Sources[g.SourceID].Name, g.SourceID)}, back: back}
 	}
 	if err := f.Consents.AddPatientSession(ctx, r.ID, binding); err != nil {
 		return fmt.Errorf("record patient session: %w", err)
 	}
 	return c.Redirect(http.StatusSeeOther, back)
+}
+
+// provesPatient reports whether a sign-in at src, once checked, proves the browser is the review's patient: src
+// names the patient (the EHR gave the patient's id there), or no source of the review names one, and the link is
+// then all that ties the patient to the review. A sign-in at a source naming no patient, while another source
+// names one, proves nothing: anyone holding the link could sign in there as themselves.
+func provesPatient(r *review.Review, src string) bool {
+	named, this := false, false
+	for _, s := range r.Sources {
+		if s.PatientID != "" {
+			named = true
+			if s.Source == src {
+				this = true
+			}
+		}
+	}
+	return this || !named
+}
+
+// canVerify reports whether a browser may sign in at src to prove it is the patient: a source that names the
+// patient, or, when none does, one with an active consent (whose patient the sign-in is compared with).
+func canVerify(r *review.Review, recs []consent.Record, src string, now time.Time) bool {
+	if !provesPatient(r, src) {
+		return false
+	}
+	for _, s := range r.Sources {
+		if s.Source == src && s.PatientID != "" {
+			return true
+		}
+	}
+	return slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == src && rec.Active(now) })
+}
+
+// isPatient reports whether patient, signed in at src, is the review's patient: the one src names, or the one who
+// consented there.
+func isPatient(r *review.Review, recs []consent.Record, src, patient string, now time.Time) bool {
+	for _, s := range r.Sources {
+		if s.Source == src && s.PatientID != "" {
+			return s.PatientID == patient
+		}
+	}
+	return slices.ContainsFunc(recs, func(rec consent.Record) bool {
+		return rec.SourceID == src && rec.Active(now) && rec.PatientRef == "Patient/"+patient
+	})
 }
 
 // clinicalTypes leaves out the types every grant includes for the gateway's own needs (Patient, and Observation,
@@ -486,7 +561,7 @@ func (f *consentFlow) withdraw(c echo.Context) error {
 	if !ok || !hmac.Equal([]byte(c.FormValue("csrf")), []byte(f.csrfToken(r.ID, binding))) {
 		return &pageError{status: http.StatusForbidden, key: "error.session", back: "/consent/" + r.ID}
 	}
-	// Holding the review's link is not enough: the browser must have signed in at a source as the patient.
+	// Holding the review's link is not enough: the browser must have signed in as the patient (provesPatient).
 	patient, err := f.Consents.IsPatientSession(ctx, r.ID, binding)
 	if err != nil {
 		return fmt.Errorf("check patient session: %w", err)

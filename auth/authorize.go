@@ -27,6 +27,9 @@ type BeginRequest struct {
 	Binding string
 	// Launch is the EHR launch value; empty for a standalone launch.
 	Launch string
+	// IdentityOnly asks only for who the patient is (launch/patient, and openid fhirUser where the server speaks
+	// OIDC): no resource scope and no offline_access. The grant proves the patient's identity and reads nothing.
+	IdentityOnly bool
 }
 
 // pending is what the gateway keeps server-side between Begin and Complete, sealed, under the state's hash.
@@ -73,7 +76,11 @@ func (c *Client) Begin(ctx context.Context, r BeginRequest) (string, error) {
 	}
 	dialect := chooseDialect(src.ScopeDialect, d.conf)
 	oidcOn := d.conf.OIDC()
-	scopes := requestedScopes(dialect, src.types, r.Launch != "", oidcOn)
+	types := src.types
+	if r.IdentityOnly {
+		types = nil
+	}
+	scopes := requestedScopes(dialect, types, r.Launch != "", oidcOn, !r.IdentityOnly)
 
 	state := randomToken()
 	nonce := randomToken()
@@ -86,7 +93,7 @@ func (c *Client) Begin(ctx context.Context, r BeginRequest) (string, error) {
 		Verifier: verifier,
 		Nonce:    nonce,
 		Scopes:   scopes,
-		Types:    src.types,
+		Types:    types,
 		EHR:      r.Launch != "",
 		OIDC:     oidcOn,
 		Created:  c.now(),
@@ -176,7 +183,7 @@ func chooseDialect(configured string, conf *SMARTConfiguration) string {
 	return DialectV1
 }
 
-func requestedScopes(dialect string, types []string, ehr, oidc bool) []string {
+func requestedScopes(dialect string, types []string, ehr, oidc, offline bool) []string {
 	launch := "launch/patient"
 	if ehr {
 		launch = "launch"
@@ -185,7 +192,9 @@ func requestedScopes(dialect string, types []string, ehr, oidc bool) []string {
 	if oidc {
 		scopes = append(scopes, "openid", "fhirUser")
 	}
-	scopes = append(scopes, "offline_access")
+	if offline {
+		scopes = append(scopes, "offline_access")
+	}
 	suffix := ".rs"
 	if dialect == DialectV1 {
 		suffix = ".read"

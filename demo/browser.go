@@ -160,6 +160,11 @@ func (b *Browser) Text(id string) (string, error) {
 	return strings.TrimSpace(sb.String()), nil
 }
 
+// Has reports whether the page has an element with id.
+func (b *Browser) Has(id string) bool {
+	return find(b.Page, func(n *html.Node) bool { return attr(n, "id") == id }) != nil
+}
+
 // Options returns the values of the inputs named name on the page.
 func (b *Browser) Options(name string) []string {
 	doc, err := html.Parse(bytes.NewReader(b.Page))

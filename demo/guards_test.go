@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -185,9 +186,10 @@ func TestConsentGuards(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden {
-			t.Errorf("withdrawal by a browser that never signed in: %d", resp.StatusCode)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "first sign in") {
+			t.Errorf("withdrawal by a browser that never signed in: %d (refused by the sign-in check, not the form token?)", resp.StatusCode)
 		}
 		if r, _ := d.store.GetReview(ctx, d.ReviewID); r.State == "withdrawn" {
 			t.Fatal("withdrawn by a browser that never signed in")
@@ -219,6 +221,78 @@ func TestConsentGuards(t *testing.T) {
 		}
 		if r, _ := d.store.GetReview(ctx, d.ReviewID); r.State != "withdrawn" {
 			t.Errorf("state %s after withdrawal", r.State)
+		}
+	})
+
+	t.Run("a sign-in where the review names no patient proves nothing", func(t *testing.T) {
+		d, _ := startDemo(t)
+		useReview(t, d, map[string]string{"hospital": Patient, "province": ""})
+		b := NewBrowser()
+		cb := approveAt(t, d, b, "hospital", Patient)
+		b.StopAt(func(*url.URL) bool { return false })
+		if err := b.Get(ctx, cb.String()); err != nil {
+			t.Fatal(err)
+		}
+		// Whoever holds the link may allow access at the province, where the review names no patient (the design
+		// of such a review), but that does not make their browser the patient's.
+		other := NewBrowser()
+		cb = approveAt(t, d, other, "province", Patient)
+		other.StopAt(func(*url.URL) bool { return false })
+		if err := other.Get(ctx, cb.String()); err != nil {
+			t.Fatalf("consent at the province: %v (status %d)", err, other.Status)
+		}
+		if ok, err := d.store.IsPatientSession(ctx, d.ReviewID, sessionBinding(t, d, other)); err != nil || ok {
+			t.Errorf("a sign-in at a source naming no patient made the browser the patient's (%v)", err)
+		}
+		if err := other.Get(ctx, d.ConsentURL); err != nil {
+			t.Fatal(err)
+		}
+		if len(other.Options("csrf")) != 0 || other.Has("verify-province") || !other.Has("verify-hospital") {
+			t.Errorf("the page offers the wrong way to withdraw: form %v, province %v, hospital %v",
+				other.Options("csrf"), other.Has("verify-province"), other.Has("verify-hospital"))
+		}
+		resp, err := other.client.PostForm(d.ConsentURL+"/withdraw", url.Values{"csrf": {forgeWithdrawToken(t, d, other)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "first sign in") {
+			t.Errorf("withdrawal after a sign-in at the province: %d", resp.StatusCode)
+		}
+		resp, err = other.client.Get(d.ConsentURL + "/verify/province")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict {
+			t.Errorf("identity sign-in at the province: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("a source already consented at is not authorized again", func(t *testing.T) {
+		d, _ := startDemo(t)
+		b := NewBrowser()
+		cb := approveAt(t, d, b, "hospital", Patient)
+		b.StopAt(func(*url.URL) bool { return false })
+		if err := b.Get(ctx, cb.String()); err != nil {
+			t.Fatal(err)
+		}
+		before, err := d.store.LoadGrant(ctx, d.ReviewID+"/hospital")
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := NewBrowser()
+		resp, err := other.client.Get(d.ConsentURL + "/authorize/hospital")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict {
+			t.Errorf("authorizing a consented source again: %d", resp.StatusCode)
+		}
+		if after, err := d.store.LoadGrant(ctx, d.ReviewID+"/hospital"); err != nil || !bytes.Equal(after, before) {
+			t.Errorf("the patient's grant changed: %v", err)
 		}
 	})
 
@@ -285,4 +359,30 @@ func forgeWithdrawToken(t *testing.T, d *Demo, b *Browser) string {
 	m := hmac.New(sha256.New, d.csrfKey)
 	fmt.Fprintf(m, "withdraw\x00%s\x00%s", d.ReviewID, sessionBinding(t, d, b))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// useReview has the EHR create a review of the demo patient's records at the given sources, naming the patient at
+// each where the map gives an id, and makes it the one d's consent link and helpers use.
+func useReview(t *testing.T, d *Demo, patients map[string]string) {
+	t.Helper()
+	var sources []map[string]string
+	for _, src := range []string{"hospital", "province"} {
+		if p, ok := patients[src]; ok {
+			s := map[string]string{"source": src}
+			if p != "" {
+				s["patient"] = p
+			}
+			sources = append(sources, s)
+		}
+	}
+	var r struct {
+		ID         string `json:"id"`
+		ConsentURL string `json:"consentUrl"`
+	}
+	resp, raw, err := d.API(context.Background(), EHRClient, http.MethodPost, "/api/v1/reviews",
+		map[string]any{"sources": sources, "provider": ProviderClient, "question": "Is surgery indicated?"}, &r)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create review: %v %s", err, raw)
+	}
+	d.ReviewID, d.ConsentURL = r.ID, r.ConsentURL
 }
