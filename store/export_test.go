@@ -41,3 +41,13 @@ func (s *Store) QueuedAsks() int64 {
 	defer s.leases.mu.Unlock()
 	return s.leases.queued
 }
+
+// Held is how many leased events this replica holds unspent for the bucket key.
+func (s *Store) Held(key string) int {
+	s.leases.mu.Lock()
+	defer s.leases.mu.Unlock()
+	if ls := s.leases.m[key]; ls != nil {
+		return ls.left
+	}
+	return 0
+}
