@@ -41,10 +41,11 @@ type consentStore interface {
 	IsPatientSession(ctx context.Context, reviewID, binding string) (bool, error)
 }
 
-// verifySuffix marks, in the review id an authorization is begun for, a sign-in that only proves the browser is the
-// patient's (to withdraw from another browser than the one that consented): its grant is revoked as soon as it
-// completes, and is stored meanwhile under its own key, never replacing the consent's.
-const verifySuffix = ".verify"
+// verifyMark marks, in the review id an authorization is begun for, a sign-in that only proves the browser is the
+// patient's (to withdraw from another browser than the one that consented): the id is the review's, the mark and
+// a random tag, so that each such sign-in's grant is stored under its own key, never replacing the consent's or
+// another browser's, and is revoked as soon as it completes. Review ids never contain a ".".
+const verifyMark = ".verify-"
 
 // authorizer is the SMART client as the consent flow uses it.
 type authorizer interface {
@@ -326,7 +327,7 @@ func (f *consentFlow) callback(c echo.Context) error {
 	if g.EHRLaunch {
 		return f.launched(c, g, binding)
 	}
-	if id, verifying := strings.CutSuffix(g.ReviewID, verifySuffix); verifying {
+	if id, _, verifying := strings.Cut(g.ReviewID, verifyMark); verifying {
 		return f.verified(c, g, id, binding)
 	}
 	r, err := f.Reviews.GetReview(ctx, g.ReviewID)
@@ -418,7 +419,8 @@ func (f *consentFlow) verify(c echo.Context) error {
 		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
 	}
 	binding, _ := f.session(c, true)
-	to, err := f.Auth.Begin(ctx, auth.BeginRequest{SourceID: src, ReviewID: r.ID + verifySuffix, Binding: binding, IdentityOnly: true})
+	to, err := f.Auth.Begin(ctx, auth.BeginRequest{SourceID: src, ReviewID: r.ID + verifyMark + strings.ToLower(rand.Text()[:8]), Binding: binding,
+		IdentityOnly: true})
 	if err != nil {
 		f.Logger.LogAttrs(ctx, slog.LevelWarn, "begin authorization failed", slog.String("source", src), slog.String("error", err.Error()))
 		return &pageError{status: http.StatusBadGateway, key: "error.auth", args: []any{f.Sources[src].Name}, back: back}
