@@ -269,32 +269,45 @@ func nameOr(name, id string) string {
 
 // authorize starts the SMART standalone launch at one source and sends the browser there.
 func (f *consentFlow) authorize(c echo.Context) error {
-	r, err := f.load(c)
+	r, src, recs, err := f.loadSource(c)
 	if err != nil {
 		return err
 	}
-	if r.State != review.AwaitingConsent {
+	// Only while consent is awaited, and not again at a source already consented at: the new grant would replace
+	// the patient's (and, at a source the review names no patient for, whoever signed in would take their place).
+	if r.State != review.AwaitingConsent || activeAt(recs, src, f.Now()) {
 		return &pageError{status: http.StatusConflict, key: "error.closed", back: "/consent/" + r.ID}
+	}
+	return f.sendToSource(c, r.ID, auth.BeginRequest{SourceID: src, ReviewID: r.ID})
+}
+
+// loadSource loads the review of a page under /consent/{review}/…/{source}, checks the source is one of the
+// review's (else 404), and loads the review's consents.
+func (f *consentFlow) loadSource(c echo.Context) (*review.Review, string, []consent.Record, error) {
+	r, err := f.load(c)
+	if err != nil {
+		return nil, "", nil, err
 	}
 	src := c.Param("source")
 	if !slices.ContainsFunc(r.Sources, func(s review.SourceRequest) bool { return s.Source == src }) {
-		return &pageError{status: http.StatusNotFound, key: "error.notfound"}
+		return nil, "", nil, &pageError{status: http.StatusNotFound, key: "error.notfound"}
 	}
-	// A source already consented at is not authorized again: the new grant would replace the patient's (and, at a
-	// source the review names no patient for, whoever signed in would take the patient's place).
 	recs, err := f.Consents.Consents(c.Request().Context(), r.ID)
 	if err != nil {
-		return fmt.Errorf("load consents: %w", err)
+		return nil, "", nil, fmt.Errorf("load consents: %w", err)
 	}
-	now := f.Now()
-	if slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == src && rec.Active(now) }) {
-		return &pageError{status: http.StatusConflict, key: "error.closed", back: "/consent/" + r.ID}
-	}
-	binding, _ := f.session(c, true)
-	to, err := f.Auth.Begin(c.Request().Context(), auth.BeginRequest{SourceID: src, ReviewID: r.ID, Binding: binding})
+	return r, src, recs, nil
+}
+
+// sendToSource begins a SMART standalone launch at req's source for review reviewID, bound to this browser's
+// session, and sends the browser there.
+func (f *consentFlow) sendToSource(c echo.Context, reviewID string, req auth.BeginRequest) error {
+	ctx := c.Request().Context()
+	req.Binding, _ = f.session(c, true)
+	to, err := f.Auth.Begin(ctx, req)
 	if err != nil {
-		f.Logger.LogAttrs(c.Request().Context(), slog.LevelWarn, "begin authorization failed", slog.String("source", src), slog.String("error", err.Error()))
-		return &pageError{status: http.StatusBadGateway, key: "error.auth", args: []any{f.Sources[src].Name}, back: "/consent/" + r.ID}
+		f.Logger.LogAttrs(ctx, slog.LevelWarn, "begin authorization failed", slog.String("source", req.SourceID), slog.String("error", err.Error()))
+		return &pageError{status: http.StatusBadGateway, key: "error.auth", args: []any{f.Sources[req.SourceID].Name}, back: "/consent/" + reviewID}
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.Redirect(http.StatusFound, to)
@@ -340,13 +353,11 @@ func (f *consentFlow) callback(c echo.Context) error {
 		_ = f.Auth.Revoke(ctx, g.Key)
 		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
 	}
-	for _, s := range r.Sources {
-		if s.Source == src && s.PatientID != "" && s.PatientID != g.Patient {
-			// The patient signed in as someone else than the review names: nothing is kept.
-			_ = f.Auth.Revoke(ctx, g.Key)
-			f.Logger.LogAttrs(ctx, slog.LevelWarn, "authorized patient is not the review's patient", slog.String("source", src))
-			return &pageError{status: http.StatusForbidden, key: "error.notpatient", args: []any{info.Name}, back: back}
-		}
+	if named := namedPatient(r, src); named != "" && named != g.Patient {
+		// The patient signed in as someone else than the review names: nothing is kept.
+		_ = f.Auth.Revoke(ctx, g.Key)
+		f.Logger.LogAttrs(ctx, slog.LevelWarn, "authorized patient is not the review's patient", slog.String("source", src))
+		return &pageError{status: http.StatusForbidden, key: "error.notpatient", args: []any{info.Name}, back: back}
 	}
 	granted := clinicalTypes(g.GrantedTypes)
 	if len(granted) == 0 {
@@ -357,7 +368,7 @@ func (f *consentFlow) callback(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("load consents: %w", err)
 	}
-	if slices.ContainsFunc(before, func(rec consent.Record) bool { return rec.SourceID == src && rec.Active(f.Now()) }) {
+	if activeAt(before, src, f.Now()) {
 		// Two sign-ins raced at one source: the first one's consent stands.
 		_ = f.Auth.Revoke(ctx, g.Key)
 		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
@@ -399,34 +410,17 @@ func (f *consentFlow) callback(c echo.Context) error {
 // patient's, so that it may withdraw (the browser that consented may withdraw at once). It is refused once the
 // review is withdrawn, or where there is no active consent to withdraw.
 func (f *consentFlow) verify(c echo.Context) error {
-	r, err := f.load(c)
+	r, src, recs, err := f.loadSource(c)
 	if err != nil {
 		return err
-	}
-	src := c.Param("source")
-	if !slices.ContainsFunc(r.Sources, func(s review.SourceRequest) bool { return s.Source == src }) {
-		return &pageError{status: http.StatusNotFound, key: "error.notfound"}
-	}
-	ctx := c.Request().Context()
-	back := "/consent/" + r.ID
-	recs, err := f.Consents.Consents(ctx, r.ID)
-	if err != nil {
-		return fmt.Errorf("load consents: %w", err)
 	}
 	now := f.Now()
 	active := slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.Active(now) })
 	if r.State == review.Withdrawn || !active || !canVerify(r, recs, src, now) {
-		return &pageError{status: http.StatusConflict, key: "error.closed", back: back}
+		return &pageError{status: http.StatusConflict, key: "error.closed", back: "/consent/" + r.ID}
 	}
-	binding, _ := f.session(c, true)
-	to, err := f.Auth.Begin(ctx, auth.BeginRequest{SourceID: src, ReviewID: r.ID + verifyMark + strings.ToLower(rand.Text()[:8]), Binding: binding,
+	return f.sendToSource(c, r.ID, auth.BeginRequest{SourceID: src, ReviewID: r.ID + verifyMark + strings.ToLower(rand.Text()[:8]),
 		IdentityOnly: true})
-	if err != nil {
-		f.Logger.LogAttrs(ctx, slog.LevelWarn, "begin authorization failed", slog.String("source", src), slog.String("error", err.Error()))
-		return &pageError{status: http.StatusBadGateway, key: "error.auth", args: []any{f.Sources[src].Name}, back: back}
-	}
-	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.Redirect(http.StatusFound, to)
 }
 
 // verified completes a verify sign-in: its grant is revoked at once (it asked for no records), and if the patient
@@ -471,43 +465,39 @@ func (f *consentFlow) verified(c echo.Context, g *auth.Grant, reviewID, binding 
 // then all that ties the patient to the review. A sign-in at a source naming no patient, while another source
 // names one, proves nothing: anyone holding the link could sign in there as themselves.
 func provesPatient(r *review.Review, src string) bool {
-	named, this := false, false
-	for _, s := range r.Sources {
-		if s.PatientID != "" {
-			named = true
-			if s.Source == src {
-				this = true
-			}
-		}
-	}
-	return this || !named
+	return namedPatient(r, src) != "" || !slices.ContainsFunc(r.Sources, func(s review.SourceRequest) bool { return s.PatientID != "" })
 }
 
 // canVerify reports whether a browser may sign in at src to prove it is the patient: a source that names the
 // patient, or, when none does, one with an active consent (whose patient the sign-in is compared with).
 func canVerify(r *review.Review, recs []consent.Record, src string, now time.Time) bool {
-	if !provesPatient(r, src) {
-		return false
-	}
-	for _, s := range r.Sources {
-		if s.Source == src && s.PatientID != "" {
-			return true
-		}
-	}
-	return slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == src && rec.Active(now) })
+	return provesPatient(r, src) && (namedPatient(r, src) != "" || activeAt(recs, src, now))
 }
 
 // isPatient reports whether patient, signed in at src, is the review's patient: the one src names, or the one who
 // consented there.
 func isPatient(r *review.Review, recs []consent.Record, src, patient string, now time.Time) bool {
-	for _, s := range r.Sources {
-		if s.Source == src && s.PatientID != "" {
-			return s.PatientID == patient
-		}
+	if named := namedPatient(r, src); named != "" {
+		return named == patient
 	}
 	return slices.ContainsFunc(recs, func(rec consent.Record) bool {
 		return rec.SourceID == src && rec.Active(now) && rec.PatientRef == "Patient/"+patient
 	})
+}
+
+// namedPatient is the patient id the review names at src (from the EHR), or "".
+func namedPatient(r *review.Review, src string) string {
+	for _, s := range r.Sources {
+		if s.Source == src {
+			return s.PatientID
+		}
+	}
+	return ""
+}
+
+// activeAt reports whether recs hold an active consent at src.
+func activeAt(recs []consent.Record, src string, now time.Time) bool {
+	return slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == src && rec.Active(now) })
 }
 
 // clinicalTypes leaves out the types every grant includes for the gateway's own needs (Patient, and Observation,
@@ -527,7 +517,7 @@ func clinicalTypes(types []string) []string {
 func (f *consentFlow) maybeConsented(ctx context.Context, r *review.Review, recs []consent.Record) (*review.Review, error) {
 	now := f.Now()
 	for _, s := range r.Sources {
-		if !slices.ContainsFunc(recs, func(rec consent.Record) bool { return rec.SourceID == s.Source && rec.Active(now) }) {
+		if !activeAt(recs, s.Source, now) {
 			return nil, nil
 		}
 	}
