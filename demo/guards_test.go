@@ -65,6 +65,28 @@ func approveVia(t *testing.T, d *Demo, b *Browser, link, patient string) *url.UR
 	return b.Stopped
 }
 
+// signIn follows the consent page's link (by id) to a source, signs in there as patient and brings the callback
+// back to the gateway in b; it returns the callback's error (b.Status has its status).
+func signIn(t *testing.T, d *Demo, b *Browser, link, patient string) error {
+	t.Helper()
+	cb := approveVia(t, d, b, link, patient)
+	b.StopAt(func(*url.URL) bool { return false })
+	return b.Get(context.Background(), cb.String())
+}
+
+// postForgedWithdraw posts a withdrawal from b with a form token valid for b's own session, and returns the status
+// and the page.
+func postForgedWithdraw(t *testing.T, d *Demo, b *Browser) (int, string) {
+	t.Helper()
+	resp, err := b.client.PostForm(d.ConsentURL+"/withdraw", url.Values{"csrf": {forgeWithdrawToken(t, d, b)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
 func consents(t *testing.T, d *Demo) int {
 	t.Helper()
 	recs, err := d.store.Consents(context.Background(), d.ReviewID)
@@ -111,9 +133,7 @@ func TestConsentGuards(t *testing.T) {
 		d, _ := startDemo(t)
 		b := NewBrowser()
 		const antonia = "fe07e69a-4d6d-4e11-a675-de69f62de5f3"
-		cb := approveAt(t, d, b, "hospital", antonia)
-		b.StopAt(func(*url.URL) bool { return false })
-		if err := b.Get(ctx, cb.String()); err == nil || b.Status != http.StatusForbidden {
+		if err := signIn(t, d, b, "authorize-hospital", antonia); err == nil || b.Status != http.StatusForbidden {
 			t.Errorf("another patient: status %d", b.Status)
 		}
 		if n := consents(t, d); n != 0 {
@@ -127,9 +147,7 @@ func TestConsentGuards(t *testing.T) {
 	t.Run("withdrawal needs the CSRF token of this browser", func(t *testing.T) {
 		d, _ := startDemo(t)
 		b := NewBrowser()
-		cb := approveAt(t, d, b, "hospital", Patient)
-		b.StopAt(func(*url.URL) bool { return false })
-		if err := b.Get(ctx, cb.String()); err != nil {
+		if err := signIn(t, d, b, "authorize-hospital", Patient); err != nil {
 			t.Fatal(err)
 		}
 		// No token, a forged one, and a valid one presented by another browser (cross-site POST).
@@ -169,9 +187,7 @@ func TestConsentGuards(t *testing.T) {
 	t.Run("withdrawal needs a browser that signed in as the patient", func(t *testing.T) {
 		d, _ := startDemo(t)
 		b := NewBrowser()
-		cb := approveAt(t, d, b, "hospital", Patient)
-		b.StopAt(func(*url.URL) bool { return false })
-		if err := b.Get(ctx, cb.String()); err != nil {
+		if err := signIn(t, d, b, "authorize-hospital", Patient); err != nil {
 			t.Fatal(err)
 		}
 		// A browser that only holds the review's link (an EHR user, someone who read it in a log) is offered no
@@ -183,32 +199,22 @@ func TestConsentGuards(t *testing.T) {
 		if tokens := other.Options("csrf"); len(tokens) != 0 {
 			t.Errorf("a browser that never signed in was offered the withdrawal form")
 		}
-		resp, err := other.client.PostForm(d.ConsentURL+"/withdraw", url.Values{"csrf": {forgeWithdrawToken(t, d, other)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "first sign in") {
-			t.Errorf("withdrawal by a browser that never signed in: %d (refused by the sign-in check, not the form token?)", resp.StatusCode)
+		if status, body := postForgedWithdraw(t, d, other); status != http.StatusForbidden || !strings.Contains(body, "first sign in") {
+			t.Errorf("withdrawal by a browser that never signed in: %d (refused by the sign-in check, not the form token?)", status)
 		}
 		if r, _ := d.store.GetReview(ctx, d.ReviewID); r.State == "withdrawn" {
 			t.Fatal("withdrawn by a browser that never signed in")
 		}
 		// Signing in again as another patient does not make it the patient's.
 		const antonia = "fe07e69a-4d6d-4e11-a675-de69f62de5f3"
-		cb = approveVia(t, d, other, "verify-hospital", antonia)
-		other.StopAt(func(*url.URL) bool { return false })
-		if err := other.Get(ctx, cb.String()); err == nil || other.Status != http.StatusForbidden {
+		if err := signIn(t, d, other, "verify-hospital", antonia); err == nil || other.Status != http.StatusForbidden {
 			t.Errorf("sign-in as another patient: status %d", other.Status)
 		}
 		if ok, err := d.store.IsPatientSession(ctx, d.ReviewID, sessionBinding(t, d, other)); err != nil || ok {
 			t.Errorf("another patient's sign-in made the browser the patient's (%v)", err)
 		}
 		// Signing in again as the patient does, and the sign-in's own grant is gone at once.
-		cb = approveVia(t, d, other, "verify-hospital", Patient)
-		other.StopAt(func(*url.URL) bool { return false })
-		if err := other.Get(ctx, cb.String()); err != nil {
+		if err := signIn(t, d, other, "verify-hospital", Patient); err != nil {
 			t.Fatalf("sign-in as the patient: %v (status %d)", err, other.Status)
 		}
 		if keys, err := storetest.Keys(ctx, d.store.Client(), d.store.Prefix()+"{"+d.ReviewID+".verify*"); err != nil || len(keys) != 0 {
@@ -229,17 +235,13 @@ func TestConsentGuards(t *testing.T) {
 		d, _ := startDemo(t)
 		useReview(t, d, map[string]string{"hospital": Patient, "province": ""})
 		b := NewBrowser()
-		cb := approveAt(t, d, b, "hospital", Patient)
-		b.StopAt(func(*url.URL) bool { return false })
-		if err := b.Get(ctx, cb.String()); err != nil {
+		if err := signIn(t, d, b, "authorize-hospital", Patient); err != nil {
 			t.Fatal(err)
 		}
 		// Whoever holds the link may allow access at the province, where the review names no patient (the design
 		// of such a review), but that does not make their browser the patient's.
 		other := NewBrowser()
-		cb = approveAt(t, d, other, "province", Patient)
-		other.StopAt(func(*url.URL) bool { return false })
-		if err := other.Get(ctx, cb.String()); err != nil {
+		if err := signIn(t, d, other, "authorize-province", Patient); err != nil {
 			t.Fatalf("consent at the province: %v (status %d)", err, other.Status)
 		}
 		if ok, err := d.store.IsPatientSession(ctx, d.ReviewID, sessionBinding(t, d, other)); err != nil || ok {
@@ -252,16 +254,10 @@ func TestConsentGuards(t *testing.T) {
 			t.Errorf("the page offers the wrong way to withdraw: form %v, province %v, hospital %v",
 				other.Options("csrf"), other.Has("verify-province"), other.Has("verify-hospital"))
 		}
-		resp, err := other.client.PostForm(d.ConsentURL+"/withdraw", url.Values{"csrf": {forgeWithdrawToken(t, d, other)}})
-		if err != nil {
-			t.Fatal(err)
+		if status, body := postForgedWithdraw(t, d, other); status != http.StatusForbidden || !strings.Contains(body, "first sign in") {
+			t.Errorf("withdrawal after a sign-in at the province: %d", status)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "first sign in") {
-			t.Errorf("withdrawal after a sign-in at the province: %d", resp.StatusCode)
-		}
-		resp, err = other.client.Get(d.ConsentURL + "/verify/province")
+		resp, err := other.client.Get(d.ConsentURL + "/verify/province")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,9 +270,7 @@ func TestConsentGuards(t *testing.T) {
 	t.Run("a source already consented at is not authorized again", func(t *testing.T) {
 		d, _ := startDemo(t)
 		b := NewBrowser()
-		cb := approveAt(t, d, b, "hospital", Patient)
-		b.StopAt(func(*url.URL) bool { return false })
-		if err := b.Get(ctx, cb.String()); err != nil {
+		if err := signIn(t, d, b, "authorize-hospital", Patient); err != nil {
 			t.Fatal(err)
 		}
 		before, err := d.store.LoadGrant(ctx, d.ReviewID+"/hospital")
