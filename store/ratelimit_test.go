@@ -102,24 +102,8 @@ func TestAllowLeases(t *testing.T) {
 			}
 			// Many requests at once: one asks Redis per lease while the others wait for it.
 			calls.Store(0)
-			var wg sync.WaitGroup
-			var got atomic.Int64
-			for range 64 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for range 50 {
-						if ok, _, err := a.Allow(ctx, "caller:crowd", 1e6, 10000); err != nil {
-							t.Error(err)
-						} else if ok {
-							got.Add(1)
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			if got.Load() != 64*50 {
-				t.Errorf("%d of %d allowed within the burst", got.Load(), 64*50)
+			if got := allowAtOnce(t, a, 64, 50, "caller:crowd", 1e6, 10000); got != 64*50 {
+				t.Errorf("%d of %d allowed within the burst", got, 64*50)
 			}
 			// Leases of 1,000: 4 would do; one call per request each time a lease ran out would be 64 or more.
 			if n := calls.Load(); n > 20 {
@@ -186,23 +170,8 @@ func TestAllowQueuesForOneAsk(t *testing.T) {
 	a, _ := storetest.RealRedis(t)
 	h := &slowEvalSha{delay: 20 * time.Millisecond} // long enough for all 64 to queue behind the first ask
 	a.Client().AddHook(h)
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	var allowed atomic.Int64
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if ok, _, err := a.Allow(ctx, "caller:crowd", 1e6, 100); err != nil {
-				t.Error(err)
-			} else if ok {
-				allowed.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if allowed.Load() != 64 {
-		t.Errorf("%d of 64 allowed", allowed.Load())
+	if allowed := allowAtOnce(t, a, 64, 1, "caller:crowd", 1e6, 100); allowed != 64 {
+		t.Errorf("%d of 64 allowed", allowed)
 	}
 	// The first ask (for 11, as only its own request had queued then) and one for everyone who queued behind it.
 	if n := a.QueuedAsks(); n > 2 {
@@ -240,23 +209,8 @@ func TestAllowAskOutlivesItsRequest(t *testing.T) {
 func TestAllowSmallBurstIsExact(t *testing.T) {
 	a, _ := storetest.RealRedis(t)
 	a.Client().AddHook(&slowEvalSha{delay: 20 * time.Millisecond}) // so that the requests queue behind one ask
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	var allowed atomic.Int64
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if ok, _, err := a.Allow(ctx, "source:small", 0.001, 10); err != nil {
-				t.Error(err)
-			} else if ok {
-				allowed.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if allowed.Load() != 3 {
-		t.Errorf("%d of 3 allowed", allowed.Load())
+	if allowed := allowAtOnce(t, a, 3, 1, "source:small", 0.001, 10); allowed != 3 {
+		t.Errorf("%d of 3 allowed", allowed)
 	}
 	if n := a.Held("source:small"); n != 0 {
 		t.Errorf("the replica holds %d unspent events of a burst under 20", n)
@@ -277,21 +231,7 @@ func TestAllowGivesBackOnlyWhatTimeHasNot(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
-	got := 0
-	for range 200 {
-		if ok, _, err := b.Allow(ctx, "caller:late", 100, 100); err != nil {
-			t.Fatal(err)
-		} else if ok {
-			got++
-		}
-	}
-	for range 20 {
-		if ok, _, err := a.Allow(ctx, "caller:late", 100, 100); err != nil {
-			t.Fatal(err)
-		} else if ok {
-			got++
-		}
-	}
+	got := allowN(t, b, 200, "caller:late", 100, 100) + allowN(t, a, 20, "caller:late", 100, 100)
 	regained := int(time.Since(start) / (10 * time.Millisecond))
 	if got > 100+regained+1 {
 		t.Errorf("%d events within %s after the bucket was full (burst 100, %d regained at 100/s)", got, time.Since(start), regained)
@@ -320,14 +260,7 @@ func TestAllowAbandonedRequestsTakeNothing(t *testing.T) {
 	}
 	wg.Wait()
 	time.Sleep(100 * time.Millisecond) // the one ask in flight returns
-	got := 0
-	for range 100 {
-		if ok, _, err := b.Allow(context.Background(), "caller:hasty", 0.5, 100); err != nil {
-			t.Fatal(err)
-		} else if ok {
-			got++
-		}
-	}
+	got := allowN(t, b, 100, "caller:hasty", 0.5, 100)
 	// The first ask was for a lease of 10 and the one request then queued: 11 are held by a, unspent.
 	if got < 85 {
 		t.Errorf("another replica got %d of a burst of 100 after 150 requests gave up", got)
@@ -369,19 +302,48 @@ func TestAllowGivesBackUnspent(t *testing.T) {
 				}
 				time.Sleep(150 * time.Millisecond) // past leaseTTL: the lease's nine other events expire unspent
 			}
-			allowed := 0
-			for range 100 {
-				ok, _, err := a.Allow(ctx, "caller:quiet", 20, 100)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if ok {
-					allowed++
-				}
-			}
-			if allowed < 85 {
+			if allowed := allowN(t, a, 100, "caller:quiet", 20, 100); allowed < 85 {
 				t.Errorf("%d of a burst of 100 allowed after 10 requests at under 7/s, with a limit of 20/s", allowed)
 			}
 		})
 	}
+}
+
+// allowN asks s for n events of the bucket key, one after another, and returns how many were allowed.
+func allowN(t *testing.T, s *store.Store, n int, key string, perSecond float64, burst int) int {
+	t.Helper()
+	allowed := 0
+	for range n {
+		ok, _, err := s.Allow(context.Background(), key, perSecond, burst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			allowed++
+		}
+	}
+	return allowed
+}
+
+// allowAtOnce has n requests at once each ask s for each events of the bucket key in turn, and returns how many
+// were allowed.
+func allowAtOnce(t *testing.T, s *store.Store, n, each int, key string, perSecond float64, burst int) int {
+	t.Helper()
+	var wg sync.WaitGroup
+	var allowed atomic.Int64
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if ok, _, err := s.Allow(context.Background(), key, perSecond, burst); err != nil {
+					t.Error(err)
+				} else if ok {
+					allowed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return int(allowed.Load())
 }
