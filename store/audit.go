@@ -48,8 +48,9 @@ func chainHash(prev string, event []byte) string {
 }
 
 // AppendAudit appends an event to a review's trail. Appends from this process are batched: while one round is in
-// flight, later events queue and go together in the next, one script call per review in one pipeline, so a burst of
-// reads costs one round trip rather than one contended transaction each. Across replicas the script appends only on
+// flight, later events queue and go together in the next (one script call for up to maxRunsPerCall reviews on a single
+// node, one per review on a Cluster), so a burst of reads costs one round trip rather than one contended
+// transaction each. Across replicas the script appends only on
 // the head it was chained from, and is sent again when another replica appended at the same time. The event is
 // written even if ctx ends first: an access that happened is recorded.
 func (s *Store) AppendAudit(ctx context.Context, reviewID string, event []byte) error {
@@ -94,8 +95,9 @@ func (s *Store) appendAudit(ctx context.Context, reviewID string, event []byte, 
 
 // auditBatcher queues this process's appends, and remembers the last head it wrote per review so the next batch
 // usually needs no extra round trip. One flusher sends every review's queued events together: a round is one
-// pipeline of one script call per review (and per run of events decided on the same access), so a burst of reads
-// of many packets costs one round trip, not one each.
+// pipeline of script calls, each carrying the runs (events of one review decided on the same access) of up to
+// maxRunsPerCall reviews on a single node, or of one on a Cluster (appendRound), so a burst of reads of many packets
+// costs one round trip, not one each.
 type auditBatcher struct {
 	mu      sync.Mutex
 	pending map[string][]*auditItem // queued events per review, in order
