@@ -18,12 +18,13 @@ import (
 	"secondlook/sandbox"
 	"secondlook/seal"
 	"secondlook/store"
+	"secondlook/store/storetest"
 )
 
 // TestSweepQueuesTheJobAConsentOwes: the replica that moved a review to consented died (or lost Redis) before it
 // queued the assembly job. The sweeper of any replica, even an API-only one, queues it once the debt is old enough.
 func TestSweepQueuesTheJobAConsentOwes(t *testing.T) {
-	st := testStore(t)
+	st, _ := storetest.EmbeddedRedis(t)
 	later := time.Now().Add(2 * owedGrace) // the sweeper's clock, past the grace a consent has to queue its job
 	gw := testGateway(t, st, "http://127.0.0.1:9/fhir", func() time.Time { return later })
 	ctx := context.Background()
@@ -68,7 +69,7 @@ func TestSweepQueuesTheJobAConsentOwes(t *testing.T) {
 // TestConsentPageCompletesAnInterruptedConsent: the request that saved the last consent died before the review
 // moved to consented. The patient's next visit to the consent page finishes the move and queues the job.
 func TestConsentPageCompletesAnInterruptedConsent(t *testing.T) {
-	st := testStore(t)
+	st, _ := storetest.EmbeddedRedis(t)
 	gw := testGateway(t, st, "http://127.0.0.1:9/fhir", nil)
 	ctx := context.Background()
 	r, _ := review.New("ehr", review.Request{Sources: []review.SourceRequest{{Source: "hospital"}}, Provider: "onco", Question: "q"}, time.Now(), time.Hour)
@@ -105,7 +106,7 @@ func TestConsentPageCompletesAnInterruptedConsent(t *testing.T) {
 // cannot be (naming the source, never its URL), 200 once it has been, and stays 200 when the source goes away later
 // (the metadata is cached; assemblies from it fail and retry on their own).
 func TestReadyNeedsEverySourcesMetadata(t *testing.T) {
-	st := testStore(t)
+	st, _ := storetest.EmbeddedRedis(t)
 	sb, err := sandbox.New(sandbox.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -130,17 +131,6 @@ func TestReadyNeedsEverySourcesMetadata(t *testing.T) {
 	if code, body := get(up); code != http.StatusOK {
 		t.Errorf("source gone after its metadata was read: %d %s", code, body)
 	}
-}
-
-// testStore is a Store on an embedded Redis that stops with the test.
-func testStore(t *testing.T) *store.Store {
-	t.Helper()
-	rdb, mr, err := store.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close(); mr.Close() })
-	return store.New(rdb, "gateway-test:")
 }
 
 // testGateway is a gateway on st with one source, "hospital", at FHIR base base; now, when set, is its clock.
