@@ -42,10 +42,11 @@ func NewScanner(inputs [][]byte, limits Limits) (*Scanner, error) {
 
 // Scan walks every string and long number of a JSON document (base64 attachment data decoded first) and returns a
 // *ResidualError naming the path and the kind of identifier at the first hit. Values the gateway generates from
-// keys (UUID pseudonyms, 2.25 UIDs) and the packet's own signature are exempt, as in Deidentify.
+// keys (UUID pseudonyms, 2.25 UIDs) and the packet's own signature are exempt, as in Deidentify. Member names are
+// matched too, and a hit in one is reported at its parent's path, so the error never quotes it.
 //
 // It reads values in place: a string without escapes is matched in the decoder's own buffer, and member names are
-// kept once each, so a packet is scanned without a copy of every string in it.
+// kept (and matched) once each, so a packet is scanned without a copy of every string in it.
 func (s *Scanner) Scan(doc []byte) error {
 	dec := jsontext.NewDecoder(bytes.NewReader(doc))
 	var names []string // the member name at each depth ("" inside arrays)
@@ -87,6 +88,13 @@ func (s *Scanner) Scan(doc []byte) error {
 			if isObjectName(dec) {
 				name, ok := known[string(text)]
 				if !ok {
+					// A member name is output too: it is matched like a value (once: a name kept is clean), and
+					// a hit names the path of its parent, so the error never quotes it.
+					for _, m := range s.matchers {
+						if k := m.residual(text); k != phiNone {
+							return &ResidualError{Path: pathOf(names[:depth]), Kind: k.String()}
+						}
+					}
 					name = string(text)
 					if len(known) < maxKnownNames {
 						known[name] = name

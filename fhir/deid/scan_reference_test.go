@@ -8,8 +8,8 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// scanReference is Scan as it was before it read values in place: the reference the differential test holds
-// Scan to. It walks every string and long number of a JSON document (base64 attachment data decoded first) and returns a
+// scanReference is Scan as it was before it read values in place (with member names matched, as Scan now does):
+// the reference the differential test holds Scan to. It walks every string and long number of a JSON document (base64 attachment data decoded first) and returns a
 // *ResidualError naming the path and the kind of identifier at the first hit. Values the gateway generates from
 // keys (UUID pseudonyms, 2.25 UIDs) and the packet's own signature are exempt, as in Deidentify.
 func (s *Scanner) scanReference(doc []byte) error {
@@ -33,6 +33,11 @@ func (s *Scanner) scanReference(doc []byte) error {
 			names = append(names, "")
 		}
 		if kind == '"' && isObjectName(dec) {
+			for _, m := range s.matchers { // a member name is output too
+				if k := m.residual([]byte(tok.String())); k != phiNone {
+					return &ResidualError{Path: pathOf(names[:depth]), Kind: k.String()}
+				}
+			}
 			names[depth] = tok.String()
 			continue
 		}
