@@ -80,7 +80,7 @@ func (c *Client) Begin(ctx context.Context, r BeginRequest) (string, error) {
 	if r.IdentityOnly {
 		types = nil
 	}
-	scopes := requestedScopes(dialect, types, r.Launch != "", oidcOn, !r.IdentityOnly)
+	scopes := requestedScopes(dialect, types, r.Launch != "", oidcOn)
 
 	state := randomToken()
 	nonce := randomToken()
@@ -183,7 +183,7 @@ func chooseDialect(configured string, conf *SMARTConfiguration) string {
 	return DialectV1
 }
 
-func requestedScopes(dialect string, types []string, ehr, oidc, offline bool) []string {
+func requestedScopes(dialect string, types []string, ehr, oidc bool) []string {
 	launch := "launch/patient"
 	if ehr {
 		launch = "launch"
@@ -192,7 +192,7 @@ func requestedScopes(dialect string, types []string, ehr, oidc, offline bool) []
 	if oidc {
 		scopes = append(scopes, "openid", "fhirUser")
 	}
-	if offline {
+	if len(types) > 0 { // a grant that reads nothing (an identity sign-in) needs no offline access
 		scopes = append(scopes, "offline_access")
 	}
 	suffix := ".rs"

@@ -186,6 +186,20 @@ func TestScopeDialect(t *testing.T) {
 	}
 }
 
+// TestIdentityOnlyScopes: a sign-in only to learn who the patient is asks for the patient context and, where the
+// server speaks OIDC, openid fhirUser; no resource scope and no offline access.
+func TestIdentityOnlyScopes(t *testing.T) {
+	e := newEnv(t, envOptions{fake: func(o *fakeOptions) { o.capabilities = append(o.capabilities, "sso-openid-connect") }})
+	authURL, err := e.client.Begin(t.Context(), BeginRequest{SourceID: "h1", ReviewID: "rev-1", Binding: testBinding, IdentityOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(authURL)
+	if got := strings.Fields(u.Query().Get("scope")); !slices.Equal(got, []string{"launch/patient", "openid", "fhirUser"}) {
+		t.Errorf("identity-only scopes: %q", got)
+	}
+}
+
 func TestNarrowerGrant(t *testing.T) {
 	e := newEnv(t, envOptions{fake: func(o *fakeOptions) {
 		o.grant = func(string) string {
