@@ -37,7 +37,7 @@ type consentStore interface {
 	Consents(ctx context.Context, reviewID string) ([]consent.Record, error)
 	// AddPatientSession and IsPatientSession record and check the browser sessions (by binding) that signed in at
 	// a source as the review's patient: only they may withdraw.
-	AddPatientSession(ctx context.Context, reviewID, binding string) error
+	AddPatientSession(ctx context.Context, reviewID, binding string, expiresAt time.Time) error
 	IsPatientSession(ctx context.Context, reviewID, binding string) (bool, error)
 }
 
@@ -388,7 +388,7 @@ func (f *consentFlow) callback(c echo.Context) error {
 		return fmt.Errorf("save consent: %w", err)
 	}
 	if provesPatient(r, src) {
-		if err := f.Consents.AddPatientSession(ctx, r.ID, binding); err != nil {
+		if err := f.Consents.AddPatientSession(ctx, r.ID, binding, r.ExpiresAt); err != nil {
 			// The consent stands; this browser will have to sign in again to withdraw it.
 			f.Logger.LogAttrs(ctx, slog.LevelWarn, "record patient session failed", slog.String("error", err.Error()))
 		}
@@ -454,7 +454,7 @@ func (f *consentFlow) verified(c echo.Context, g *auth.Grant, reviewID, binding 
 		f.Logger.LogAttrs(ctx, slog.LevelWarn, "signed-in patient is not the review's patient", slog.String("source", g.SourceID))
 		return &pageError{status: http.StatusForbidden, key: "error.notpatient", args: []any{nameOr(f.Sources[g.SourceID].Name, g.SourceID)}, back: back}
 	}
-	if err := f.Consents.AddPatientSession(ctx, r.ID, binding); err != nil {
+	if err := f.Consents.AddPatientSession(ctx, r.ID, binding, r.ExpiresAt); err != nil {
 		return fmt.Errorf("record patient session: %w", err)
 	}
 	return c.Redirect(http.StatusSeeOther, back)

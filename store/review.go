@@ -370,19 +370,16 @@ func (s *Store) Consents(ctx context.Context, reviewID string) ([]consent.Record
 
 // AddPatientSession records that the browser session binding (the SHA-256 of its session cookie, never the cookie
 // itself) signed in at one of the review's sources as the review's patient. Only such a session may withdraw the
-// patient's consent. The record lasts as long as the review's consents.
-func (s *Store) AddPatientSession(ctx context.Context, reviewID, binding string) error {
+// patient's consent. The record lasts as long as the review's consents: until expiresAt (the review's) plus
+// ReviewRetention.
+func (s *Store) AddPatientSession(ctx context.Context, reviewID, binding string, expiresAt time.Time) error {
 	k, err := s.key("patient-sessions", reviewID)
-	if err != nil {
-		return fmt.Errorf("add patient session: %w", err)
-	}
-	r, err := s.GetReview(ctx, reviewID)
 	if err != nil {
 		return fmt.Errorf("add patient session: %w", err)
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, k, binding)
-		p.PExpireAt(ctx, k, r.ExpiresAt.Add(ReviewRetention))
+		p.PExpireAt(ctx, k, expiresAt.Add(ReviewRetention))
 		return nil
 	})
 	if err != nil {
