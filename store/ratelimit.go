@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,7 +98,7 @@ func (s *Store) ask(parent context.Context, b bucket, a leaseAsk) {
 // grant, in Redis's clock), or, if none, how long until one may happen. Events given back by a call that fails are
 // not given again (the bucket stays the stricter for it).
 func (s *Store) askLease(ctx context.Context, b bucket, a leaseAsk) (int, time.Duration, int64, error) {
-	res, err := allowScript.Run(ctx, s.rdb, []string{s.prefix + "{ratelimit:" + b.key + "}"},
+	res, err := allowScript.Run(ctx, s.rdb, []string{s.rateKey(b.key)},
 		b.interval.Microseconds(), b.burst, a.n, a.back, a.backTAT).Int64Slice()
 	if err == nil && len(res) != 3 {
 		err = errors.New("unexpected reply")
@@ -107,6 +108,12 @@ func (s *Store) askLease(ctx context.Context, b bucket, a leaseAsk) (int, time.D
 	}
 	return int(res[0]), time.Duration(res[1]) * time.Microsecond, res[2], nil
 }
+
+// rateKey is the Redis key of the rate bucket named key: under the store's prefix, its own hash slot.
+func (s *Store) rateKey(key string) string { return s.prefix + "{ratelimit:" + key + "}" }
+
+// IsRateKey reports whether k, a Redis key of this store, is a rate bucket's.
+func (s *Store) IsRateKey(k string) bool { return strings.HasPrefix(k, s.prefix+"{ratelimit:") }
 
 // allowScript keeps, in KEYS[1], the bucket's theoretical arrival time (TAT, in microseconds of Redis's clock): an
 // event may happen if the TAT it leaves is at most burst intervals (ARGV[2] × ARGV[1] µs) ahead of now. It first

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 
 	"secondlook/store"
 )
@@ -21,7 +20,7 @@ func Snapshot(ctx context.Context, st *store.Store) (map[string]string, error) {
 	}
 	out := make(map[string]string, len(keys))
 	for _, k := range keys {
-		if strings.HasPrefix(k, st.Prefix()+"{ratelimit:") {
+		if st.IsRateKey(k) {
 			continue
 		}
 		typ, err := rdb.Type(ctx, k).Result()
