@@ -12,7 +12,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,23 +72,8 @@ func downloadLoad(b *testing.B, url string, header http.Header) {
 func newAPIEnvB(b *testing.B) (*apiEnv, string, []byte) { return newAPIEnvLoad(b) }
 
 func newAPIEnvLoad(b testing.TB) (*apiEnv, string, []byte) {
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	rdb, err := store.Open(context.Background(), url)
-	if err != nil {
-		b.Skipf("no Redis: %v", err)
-	}
-	b.Cleanup(func() { _ = rdb.Close() })
-	prefix := "bench-" + strings.ToLower(cryptorand.Text()[:10]) + ":"
-	b.Cleanup(func() {
-		keys, _ := storetest.Keys(context.Background(), rdb, prefix+"*")
-		for _, k := range keys {
-			rdb.Del(context.Background(), k)
-		}
-	})
-	st := store.New(rdb, prefix)
+	st := storetest.OpenRealRedis(b)
+	rdb := st.Client()
 	// As the gateway serves: every request is counted against its caller's shared rate bucket, with the default
 	// burst (so a replica leases DefaultCallerBurst/10 events per round trip to Redis, as in production), at a rate
 	// no load here reaches, so the limit is paid for and never refuses.

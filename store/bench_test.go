@@ -3,7 +3,6 @@ package store_test
 import (
 	"bytes"
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -18,24 +17,9 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkAuditRound -benchtime 2000x ./store
 func BenchmarkAuditRound(b *testing.B) {
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
 	ctx := context.Background()
-	rdb, err := store.Open(ctx, url)
-	if err != nil {
-		b.Skipf("no Redis: %v", err)
-	}
-	prefix := storetest.UniquePrefix()
-	b.Cleanup(func() {
-		keys, _ := storetest.Keys(ctx, rdb, prefix+"*")
-		for _, k := range keys {
-			rdb.Del(ctx, k)
-		}
-		_ = rdb.Close()
-	})
-	s := store.New(rdb, prefix)
+	s := storetest.OpenRealRedis(b)
+	rdb := s.Client()
 	const reviews = 64
 	var round []store.RoundEvent
 	event := bytes.Repeat([]byte("x"), 900)

@@ -336,6 +336,13 @@ func UniquePrefix() string {
 // none answers. It returns a new Store with a unique prefix whose keys are deleted when the test ends.
 func RealRedis(t *testing.T) (*store.Store, Elapse) {
 	t.Helper()
+	return OpenRealRedis(t), func(d time.Duration) { time.Sleep(d) }
+}
+
+// OpenRealRedis is RealRedis for tests and benchmarks alike: a Store with a unique prefix on the real Redis, its
+// keys deleted at the end.
+func OpenRealRedis(tb testing.TB) *store.Store {
+	tb.Helper()
 	url := os.Getenv("REDIS_URL")
 	if url == "" {
 		url = "redis://127.0.0.1:6379/0"
@@ -345,12 +352,12 @@ func RealRedis(t *testing.T) (*store.Store, Elapse) {
 	client, err := store.Open(ctx, url)
 	if err != nil {
 		if os.Getenv("REDIS_URL") != "" {
-			t.Fatalf("REDIS_URL is set but Redis does not answer: %v", err)
+			tb.Fatalf("REDIS_URL is set but Redis does not answer: %v", err)
 		}
-		t.Skipf("no Redis server answers at 127.0.0.1:6379 (set REDIS_URL to use another): %v; the embedded-Redis run covers the same suite", err)
+		tb.Skipf("no Redis server answers at 127.0.0.1:6379 (set REDIS_URL to use another): %v; the embedded-Redis run covers the same suite", err)
 	}
 	prefix := UniquePrefix()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		ctx := context.Background()
 		keys, _ := Keys(ctx, client, prefix+"*")
 		for _, k := range keys { // one DEL per key: keys of several slots must not share a command on Cluster
@@ -358,7 +365,7 @@ func RealRedis(t *testing.T) (*store.Store, Elapse) {
 		}
 		_ = client.Close()
 	})
-	return store.New(client, prefix), func(d time.Duration) { time.Sleep(d) }
+	return store.New(client, prefix)
 }
 
 // EmbeddedRedis starts a miniredis for one test and returns a Store on it; the server stops when the test ends.
