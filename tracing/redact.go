@@ -68,9 +68,9 @@ var (
 	// word is a span-name token or event name that cannot be an identifier: letters and a few separators, no
 	// digits (patient ids, review ids and Synthea names all have some).
 	word = regexp.MustCompile(`^[A-Za-z][A-Za-z_.-]{0,63}$`)
-	// segment is a path segment of a route pattern that is not a fixed word: a parameter, a wildcard, or a version
-	// (v1, r4). A fixed word is kept only if it is one of pathWords.
-	segment = regexp.MustCompile(`^(:[A-Za-z_]+|\*|[a-z][0-9]{1,2})$`)
+	// segment is a path segment of a route pattern that is not a fixed word: a parameter or a wildcard. A fixed word
+	// is kept only if it is one of pathWords.
+	segment = regexp.MustCompile(`^(:[A-Za-z_]+|\*)$`)
 	// token is a short value naming a type, class, host or protocol.
 	token = regexp.MustCompile(`^[A-Za-z0-9_.*:/\[\]-]{0,128}$`)
 )
@@ -81,7 +81,7 @@ var (
 //     method, status, host, route pattern or type name dropped; everything else (url.path, url.query, http.target,
 //     db.statement, user agents, client addresses, error messages, caller file paths) dropped;
 //   - span names: cut at any "?" or "#", and any token that could be an identifier (a digit, a path segment that
-//     is not a route parameter, a version or one of pathWords) replaced with "_";
+//     is not a route parameter or one of pathWords) replaced with "_";
 //   - events: names reduced like tokens, attributes filtered like the span's (so exception.message and
 //     exception.stacktrace never leave);
 //   - status: the code only, never the description (which instrumentations fill with err.Error(), URL included);
@@ -224,19 +224,15 @@ func origin(raw string) string {
 	return u.Scheme + "://" + u.Host
 }
 
-// pathWords are the fixed words of the paths a span may be named by: the gateway's routes (every path in
-// openapi.yaml must pass SafeName unchanged: TestSafeNameKeepsEveryRoute) and the FHIR REST and SMART paths it
-// calls. Any other path segment is replaced: a digit-free word in a path may be a name ("/Patient/smith"), so path
-// words are listed, not guessed.
+// pathWords are the fixed words of the gateway's routes, the only paths a span is named by (server spans by route
+// pattern; client spans by operation, never by URL). Every path in openapi.yaml must pass SafeName unchanged
+// (TestSafeNameKeepsEveryRoute). Any other path segment is replaced: a word in a path may be a name
+// ("/Patient/smith") and a short one an id ("/Patient/p7"), so path words are listed, not guessed.
 var pathWords = map[string]bool{
-	// The gateway's routes.
-	"api": true, "reviews": true, "packets": true, "report": true, "audit": true, "consent": true, "authorize": true,
-	"verify": true, "withdraw": true, "auth": true, "callback": true, "launch": true, "healthz": true, "readyz": true,
-	"metrics": true, "openapi.yaml": true, ".well-known": true, "jwks.json": true, "static": true,
-	// FHIR REST and SMART discovery, as the gateway calls them.
-	"fhir": true, "metadata": true, "smart-configuration": true, "openid-configuration": true, "token": true,
-	"revoke": true, "Patient": true, "DiagnosticReport": true, "Observation": true, "ImagingStudy": true,
-	"Condition": true, "Binary": true, "_search": true,
+	"api": true, "v1": true, "reviews": true, "packets": true, "report": true, "audit": true, "consent": true,
+	"authorize": true, "verify": true, "withdraw": true, "auth": true, "callback": true, "launch": true,
+	"healthz": true, "readyz": true, "metrics": true, "openapi.yaml": true, ".well-known": true, "jwks.json": true,
+	"static": true,
 }
 
 // SafeName returns a span name as Redact exports it: cut at "?" or "#", each path-like token reduced to route

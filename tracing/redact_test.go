@@ -129,11 +129,11 @@ func TestRedactDropsEveryIdentifier(t *testing.T) {
 	}, attrs("GET /api/v1/packets/:id")); diff != "" {
 		t.Errorf("server span attributes (-want +got):\n%s", diff)
 	}
-	up := byName["GET /r4/Patient/_"]
+	up := byName["GET /_/_/_"]
 	if diff := cmp.Diff(map[string]string{
 		"url.full": "https://fhir.example.org", "http.url": "https://fhir.example.org:8443",
 		"server.address": "fhir.example.org", "server.port": "443", "error.type": "*url.Error",
-	}, attrs("GET /r4/Patient/_")); diff != "" {
+	}, attrs("GET /_/_/_")); diff != "" {
 		t.Errorf("client span attributes (-want +got):\n%s", diff)
 	}
 	if up.Status.Code != codes.Error || up.Status.Description != "" {
@@ -176,11 +176,12 @@ func TestSafeName(t *testing.T) {
 		"evalsha":                                       "evalsha",
 		"GET /consent/R7QK2M4XN3PZ6WJ5":                 "GET /consent/_",
 		"GET /auth/callback/hospital?code=x&state=y":    "GET /auth/callback/_",
-		"GET /fhir/Patient/fe07e69a-4d6d-4e11":          "GET /fhir/Patient/_",
-		"HTTP GET https://h.example.org/r4/Patient/123": "HTTP GET /r4/Patient/_",
-		"GET /fhir/Patient/smith":                       "GET /fhir/Patient/_",
+		"GET /fhir/Patient/fe07e69a-4d6d-4e11":          "GET /_/_/_",
+		"HTTP GET https://h.example.org/r4/Patient/123": "HTTP GET /_/_/_",
+		"GET /fhir/Patient/smith":                       "GET /_/_/_",
+		"GET /api/v1/reviews/p7":                        "GET /api/v1/reviews/_",
 		"GET /consent/Smith/withdraw":                   "GET /consent/_/withdraw",
-		"HTTP GET /r4/Patient?name=smith":               "HTTP GET /r4/Patient",
+		"HTTP GET /r4/Patient?name=smith":               "HTTP GET /_/_",
 		"":                                              "span",
 	} {
 		if got := SafeName(in); got != want {
