@@ -223,13 +223,17 @@ func (d *document) encode() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// size is room for the document: its head of n bytes and every entry.
+// size is room for the document: its head of n bytes, every entry, and the signature added last (withSignature).
 func (d *document) size(n int) int {
 	for _, e := range d.Entry {
 		n += len(e.FullURL) + len(e.Resource) + 32
 	}
-	return n + 64
+	return n + 64 + signatureRoom
 }
+
+// signatureRoom is what Bundle.signature takes, with room to spare: its coding, time, device reference and a
+// detached JWS of an ECDSA or RSA signature.
+const signatureRoom = 1 << 10
 
 // appendEntries writes "entry":[…], each entry {"fullUrl":…,"resource":…} in that order, with the resource as
 // resource(i) gives it: the written one (encode) or its canonical form (canonicalParts).
@@ -255,15 +259,15 @@ func (d *document) appendEntries(b []byte, resource func(i int) ([]byte, error))
 	return append(b, ']'), nil
 }
 
-// withSignature returns the signed document: the unsigned one with Bundle.signature as its last member.
+// withSignature returns the signed document: the unsigned one with Bundle.signature as its last member, written in
+// place of its closing brace, in the room encode left (so a multi-megabyte document is not copied to add a few
+// hundred bytes). unsigned must not be read after.
 func withSignature(unsigned []byte, sig signature) ([]byte, error) {
 	sb, err := json.Marshal(sig)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(unsigned)+len(sb)+16)
-	out = append(out, unsigned[:len(unsigned)-1]...)
-	out = append(out, `,"signature":`...)
+	out := append(unsigned[:len(unsigned)-1], `,"signature":`...)
 	out = append(out, sb...)
 	return append(out, '}'), nil
 }
