@@ -224,6 +224,7 @@ func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
 			}
 		}
 	}
+	resent := map[string]bool{} // reviews with a run sent again on its own: their head is this process's now
 	for _, r := range runs {
 		err := r.err
 		if err == nil {
@@ -233,8 +234,14 @@ func (s *Store) appendRound(order []string, pending map[string][]*auditItem) {
 			case 2:
 				err = ErrAccessChanged
 			default:
-				// The head moved under us: chain from Redis's head, on its own.
-				err = s.appendBatch(ctx, r.review, r.items, r.head)
+				// The head moved under us: chain from Redis's head, on its own (or, when an earlier run of this
+				// review was just sent again, from the head that run left).
+				head := r.head
+				if resent[r.review] {
+					head = s.audit.head(r.review)
+				}
+				resent[r.review] = true
+				err = s.appendBatch(ctx, r.review, r.items, head)
 			}
 		} else {
 			// The script not loaded (a restarted Redis), or the round failed: this run on its own, which loads it.

@@ -202,3 +202,38 @@ func (h countEvalSha) count(c redis.Cmder) {
 		h.n.Add(1)
 	}
 }
+
+// TestAuditRoundResendsEachRunOnce: another replica appended to a review after this one last did, and this one's
+// next round holds two runs of that review (an unconditional event, then a guarded one). Both come back "head
+// moved"; each is sent again on its own once, the second chained from the head the first left: two script calls
+// after the round's. Before, the second was chained from the head the round had answered, which the first had just moved:
+// one call more, always.
+func TestAuditRoundResendsEachRunOnce(t *testing.T) {
+	s, _ := storetest.RealRedis(t)
+	other := store.New(s.Client(), s.Prefix())
+	ctx := context.Background()
+	id, acc := newReviewAccess(t, s)
+	if errs := s.AppendRound([]store.RoundEvent{{Review: id, Event: []byte(`{"n":0}`)}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if err := other.AppendAudit(ctx, id, []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	s.Client().AddHook(countEvalSha{&calls})
+	for i, err := range s.AppendRound([]store.RoundEvent{{Review: id, Event: []byte(`{"n":2}`)}, {Review: id, Event: []byte(`{"n":3}`), Guard: acc}}) {
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	round := int64(1) // one call for both runs on a single node; one each on a Cluster
+	if _, cluster := s.Client().(*redis.ClusterClient); cluster {
+		round = 2
+	}
+	if n := calls.Load(); n != round+2 {
+		t.Errorf("%d script calls, want the round's %d and one for each run sent again", n, round)
+	}
+	if trail, err := s.Audit(ctx, id); err != nil || len(trail) != 4 {
+		t.Errorf("trail of %d entries: %v", len(trail), err)
+	}
+}
